@@ -3,17 +3,34 @@
  * with the settings of the project's .gmrc.
  */
 import path from 'node:path';
-import { migrate } from 'graphile-migrate';
+import { migrate, watch } from 'graphile-migrate';
 import { getSettings } from 'graphile-migrate/dist/commands/_common';
+import { clearAllPools } from 'graphile-migrate/dist/pgReal';
 
 export const PROJECT_ROOT = path.resolve(__dirname, '..', '..');
 
-export async function migrateDatabase(ownerUrl: string, rootUrl: string = ownerUrl): Promise<void> {
-  const settings = await getSettings({ configFile: path.join(PROJECT_ROOT, '.gmrc') });
-  await migrate({
-    ...settings,
+export interface MigrateOptions {
+  /**
+   * Also run migrations/current.sql, the migration being written (the test
+   * suite does, so that work in progress is tested; it is empty on main).
+   */
+  includeCurrent?: boolean;
+}
+
+export async function migrateDatabase(ownerUrl: string, rootUrl: string = ownerUrl, options: MigrateOptions = {}): Promise<void> {
+  const fileSettings = await getSettings({ configFile: path.join(PROJECT_ROOT, '.gmrc') });
+  const settings = {
+    ...fileSettings,
     connectionString: ownerUrl,
     rootConnectionString: rootUrl,
     migrationsFolder: path.join(PROJECT_ROOT, 'migrations'),
-  });
+  };
+  try {
+    await migrate(settings);
+    if (options.includeCurrent) await watch(settings, true);
+  } finally {
+    // graphile-migrate keeps its pools open for a while, and exits the
+    // process if one of their idle connections is later closed by the server.
+    clearAllPools();
+  }
 }
