@@ -156,7 +156,7 @@ export async function statuses(client: pg.ClientBase, sessionId: string): Promis
 
 /** Fires the commit-time checks now, inside the transaction. */
 export async function checkNow(client: pg.ClientBase): Promise<DbError | null> {
-  const err = await attempt(client, 'set constraints all immediate');
-  await client.query('set constraints all deferred');
-  return err;
+  // Both SETs inside one savepoint: constraint modes are restored per
+  // subtransaction, so the checks are deferred again afterwards either way.
+  return attempt(client, 'set constraints all immediate; set constraints all deferred');
 }
