@@ -20,6 +20,12 @@ create index sessions_client_id_idx on app_public.sessions (client_id);
 create index sessions_therapist_id_idx on app_public.sessions (therapist_id, scheduled_at);
 comment on table app_public.sessions is
   E'@foreignKey (status) references app_public.session_states (name)\nA therapy session booked by a client with a therapist.';
+comment on constraint sessions_duration_minutes_range on app_public.sessions is
+  'duration_minutes must be between 15 and 240';
+comment on constraint sessions_price_kes_positive on app_public.sessions is
+  'price_kes must be a positive whole number of shillings';
+comment on constraint sessions_client_is_not_therapist on app_public.sessions is
+  'the client and the therapist must be different people';
 comment on column app_public.sessions.status is 'Where the session is in its state machine (app_public.session_states).';
 comment on column app_public.sessions.price_kes is 'The price in whole Kenyan shillings.';
 
@@ -37,6 +43,8 @@ create table app_public.payments (
 );
 comment on table app_public.payments is
   E'@foreignKey (status) references app_public.payment_states (name)\nThe one M-Pesa payment of a session.';
+comment on constraint payments_payer_phone_format on app_public.payments is
+  'payer_phone must be a Kenyan mobile number written 2547XXXXXXXX or 2541XXXXXXXX';
 comment on column app_public.payments.payer_phone is 'The M-Pesa number that pays, as 2547XXXXXXXX or 2541XXXXXXXX.';
 
 create table app_public.video_calls (
@@ -59,6 +67,8 @@ create table app_public.session_forms (
 );
 comment on table app_public.session_forms is
   E'@foreignKey (status) references app_public.form_states (name)\nA required intake form of a session (decision D7).';
+comment on constraint session_forms_form_key_format on app_public.session_forms is
+  'form_key must be lowercase letters, digits and underscores, starting with a letter';
 comment on column app_public.session_forms.form_key is 'Which form, e.g. intake or consent; unique within a session.';
 
 -- The required actions the rules raise (app_hidden.payment_state_actions):

@@ -51,7 +51,9 @@ as $$
   where f.session_id = open_forms.session_id and f.status <> 'completed';
 $$;
 
--- The row trigger of every flow table (TG_ARGV[0] is the entity type):
+-- The row trigger of every flow table (TG_ARGV[0] is the entity type). It
+-- fires on every UPDATE that sets status, even to the same value: as in the
+-- reference, paid → paid is no transition, and is refused like any other.
 -- checks the initial state or the transition, refuses entering a state that
 -- needs every form complete while one is open (D7), raises the payment's
 -- required actions, and appends the audit entry. One trigger does all four
@@ -168,8 +170,7 @@ create trigger _100_immutable_keys before update on app_public.sessions
 create trigger _200_check_initial_status before insert on app_public.sessions
   for each row execute function app_private.tg__status_change('session');
 create trigger _210_check_status_change before update of status on app_public.sessions
-  for each row when (old.status is distinct from new.status)
-  execute function app_private.tg__status_change('session');
+  for each row execute function app_private.tg__status_change('session');
 create trigger _300_refuse_delete before delete on app_public.sessions
   for each row execute function app_private.tg__refuse_delete();
 create trigger _310_refuse_truncate before truncate on app_public.sessions
@@ -181,8 +182,7 @@ create trigger _100_immutable_keys before update on app_public.payments
 create trigger _200_check_initial_status before insert on app_public.payments
   for each row execute function app_private.tg__status_change('payment');
 create trigger _210_check_status_change before update of status on app_public.payments
-  for each row when (old.status is distinct from new.status)
-  execute function app_private.tg__status_change('payment');
+  for each row execute function app_private.tg__status_change('payment');
 create trigger _300_refuse_delete before delete on app_public.payments
   for each row execute function app_private.tg__refuse_delete();
 create trigger _310_refuse_truncate before truncate on app_public.payments
@@ -194,8 +194,7 @@ create trigger _100_immutable_keys before update on app_public.video_calls
 create trigger _200_check_initial_status before insert on app_public.video_calls
   for each row execute function app_private.tg__status_change('video');
 create trigger _210_check_status_change before update of status on app_public.video_calls
-  for each row when (old.status is distinct from new.status)
-  execute function app_private.tg__status_change('video');
+  for each row execute function app_private.tg__status_change('video');
 create trigger _300_refuse_delete before delete on app_public.video_calls
   for each row execute function app_private.tg__refuse_delete();
 create trigger _310_refuse_truncate before truncate on app_public.video_calls
@@ -207,8 +206,7 @@ create trigger _100_immutable_keys before update on app_public.session_forms
 create trigger _200_check_initial_status before insert on app_public.session_forms
   for each row execute function app_private.tg__status_change('form');
 create trigger _210_check_status_change before update of status on app_public.session_forms
-  for each row when (old.status is distinct from new.status)
-  execute function app_private.tg__status_change('form');
+  for each row execute function app_private.tg__status_change('form');
 create trigger _300_refuse_delete before delete on app_public.session_forms
   for each row execute function app_private.tg__refuse_delete();
 create trigger _310_refuse_truncate before truncate on app_public.session_forms

@@ -44,7 +44,7 @@ returns void
 language sql
 as $$
   update app_public.sessions s set status = set_session_status.status
-  where s.id = set_session_status.session_id and s.status <> set_session_status.status;
+  where s.id = set_session_status.session_id;
 $$;
 
 create function app_private.set_payment_status(session_id uuid, status text)
@@ -52,7 +52,7 @@ returns void
 language sql
 as $$
   update app_public.payments p set status = set_payment_status.status
-  where p.session_id = set_payment_status.session_id and p.status <> set_payment_status.status;
+  where p.session_id = set_payment_status.session_id;
 $$;
 
 create function app_private.set_video_status(session_id uuid, status text)
@@ -60,7 +60,7 @@ returns void
 language sql
 as $$
   update app_public.video_calls v set status = set_video_status.status
-  where v.session_id = set_video_status.session_id and v.status <> set_video_status.status;
+  where v.session_id = set_video_status.session_id;
 $$;
 
 -- Ends the call of a session that is closing, when it is not over already.
@@ -80,6 +80,31 @@ as $$
   select s.* from app_public.sessions s where s.id = step_result.session_id;
 $$;
 
+-- Turns a check or not-null violation into INVALID_ARGUMENT. The rule stays
+-- in the table's constraint; the constraint's comment is the message.
+create function app_private.raise_invalid_argument(schema_name text, table_name text, constraint_name text, column_name text)
+returns void
+language plpgsql
+as $$
+declare
+  v_explanation text;
+begin
+  select obj_description(c.oid, 'pg_constraint') into v_explanation
+  from pg_constraint c
+  join pg_class t on t.oid = c.conrelid
+  join pg_namespace n on n.oid = t.relnamespace
+  where c.conname = raise_invalid_argument.constraint_name
+    and t.relname = raise_invalid_argument.table_name
+    and n.nspname = raise_invalid_argument.schema_name;
+  perform app_private.raise_error(
+    'INVALID_ARGUMENT',
+    format('Invalid argument: %s',
+           coalesce(v_explanation, nullif(raise_invalid_argument.column_name, '') || ' is required', raise_invalid_argument.constraint_name)),
+    jsonb_build_object('constraint', nullif(raise_invalid_argument.constraint_name, ''),
+                       'column', nullif(raise_invalid_argument.column_name, '')));
+end;
+$$;
+
 -- 1. The client requests a session: session requested, payment pending, call
 --    not started, and one pending form per required form key.
 create function app_public.request_session(
@@ -96,6 +121,10 @@ language plpgsql
 as $$
 declare
   v_session app_public.sessions;
+  v_schema text;
+  v_table text;
+  v_constraint text;
+  v_column text;
 begin
   perform app_private.begin_step('request_session');
   if request_session.scheduled_at <= now() then
@@ -104,15 +133,21 @@ begin
       format('Invalid argument scheduled_at: %s. Allowed: a time in the future', request_session.scheduled_at),
       jsonb_build_object('argument', 'scheduled_at'));
   end if;
-  insert into app_public.sessions (client_id, therapist_id, scheduled_at, duration_minutes, price_kes)
-  values (request_session.client_id, request_session.therapist_id, request_session.scheduled_at,
-          request_session.duration_minutes, request_session.price_kes)
-  returning * into v_session;
-  insert into app_public.payments (session_id, amount_kes, payer_phone)
-  values (v_session.id, v_session.price_kes, request_session.payer_phone);
-  insert into app_public.video_calls (session_id) values (v_session.id);
-  insert into app_public.session_forms (session_id, form_key)
-  select distinct v_session.id, k from unnest(coalesce(request_session.form_keys, '{}')) k;
+  begin
+    insert into app_public.sessions (client_id, therapist_id, scheduled_at, duration_minutes, price_kes)
+    values (request_session.client_id, request_session.therapist_id, request_session.scheduled_at,
+            request_session.duration_minutes, request_session.price_kes)
+    returning * into v_session;
+    insert into app_public.payments (session_id, amount_kes, payer_phone)
+    values (v_session.id, v_session.price_kes, request_session.payer_phone);
+    insert into app_public.video_calls (session_id) values (v_session.id);
+    insert into app_public.session_forms (session_id, form_key)
+    select distinct v_session.id, k from unnest(coalesce(request_session.form_keys, '{}')) k;
+  exception when check_violation or not_null_violation then
+    get stacked diagnostics v_schema = schema_name, v_table = table_name,
+                            v_constraint = constraint_name, v_column = column_name;
+    perform app_private.raise_invalid_argument(v_schema, v_table, v_constraint, v_column);
+  end;
   return app_private.step_result(v_session.id);
 end;
 $$;
@@ -139,11 +174,16 @@ create function app_public.initiate_payment(session_id uuid)
 returns app_public.sessions
 language plpgsql
 as $$
+declare
+  v_session app_public.sessions;
 begin
   perform app_private.begin_step('initiate_payment');
-  perform app_private.lock_session(initiate_payment.session_id);
-  update app_public.payments p set status = 'initiated' where p.session_id = initiate_payment.session_id;
-  perform app_private.set_session_status(initiate_payment.session_id, 'payment_pending');
+  v_session := app_private.lock_session(initiate_payment.session_id);
+  perform app_private.set_payment_status(initiate_payment.session_id, 'initiated');
+  -- On a retry the session is payment_pending already.
+  if v_session.status <> 'payment_pending' then
+    perform app_private.set_session_status(initiate_payment.session_id, 'payment_pending');
+  end if;
   return app_private.step_result(initiate_payment.session_id);
 end;
 $$;
@@ -166,8 +206,7 @@ begin
       jsonb_build_object('argument', 'outcome', 'allowed', jsonb_build_array('confirmed', 'failed')));
   end if;
   perform app_private.lock_session(record_payment_outcome.session_id);
-  update app_public.payments p set status = record_payment_outcome.outcome
-  where p.session_id = record_payment_outcome.session_id;
+  perform app_private.set_payment_status(record_payment_outcome.session_id, record_payment_outcome.outcome);
   if record_payment_outcome.outcome = 'confirmed' then
     perform app_private.set_session_status(record_payment_outcome.session_id, 'paid');
     perform app_private.set_session_status(
@@ -329,7 +368,7 @@ declare
 begin
   perform app_private.begin_step('refund_payment', refund_payment.reason);
   v_session := app_private.lock_session(refund_payment.session_id);
-  update app_public.payments p set status = 'refunded' where p.session_id = refund_payment.session_id;
+  perform app_private.set_payment_status(refund_payment.session_id, 'refunded');
   if not exists (
     select 1 from app_hidden.payment_session_sync r
     where r.payment_state = 'refunded' and r.session_state = v_session.status
@@ -351,7 +390,7 @@ as $$
 begin
   perform app_private.begin_step('report_call_failure');
   perform app_private.lock_session(report_call_failure.session_id);
-  update app_public.video_calls v set status = 'failed' where v.session_id = report_call_failure.session_id;
+  perform app_private.set_video_status(report_call_failure.session_id, 'failed');
   return app_private.step_result(report_call_failure.session_id);
 end;
 $$;
