@@ -1,123 +1,86 @@
 -- Cross-state rules (payment ↔ session, session ↔ video call, session ↔
--- forms) are checked when the transaction commits (decision D5), so the
--- entities of one flow step may change in any order inside it. They are
--- written once, in session_violations: the commit-time triggers raise its
--- first violation, and the DBA's integrity view lists them all.
+-- forms) must hold when a transaction commits (decision D5): the entities of
+-- one flow step may change in any order inside it. They are written once, in
+-- flow_violations; the status-change trigger asks it after every change, the
+-- commit-time check raises its first answer, and the DBA's integrity view
+-- lists them all.
 
+-- The rules a session breaks when its entities are in the given states. The
+-- forms rule reads the session's forms as they are.
+create function app_hidden.flow_violations(session_id uuid, session_state text, payment_state text, video_state text)
+returns table (rule text, message text, detail jsonb)
+language sql
+stable
+as $$
+  select 'payment_missing',
+         format('Flow incomplete: session %s has no payment', flow_violations.session_id),
+         jsonb_build_object('session', flow_violations.session_state)
+  where flow_violations.payment_state is null
+  union all
+  select 'video_missing',
+         format('Flow incomplete: session %s has no video call', flow_violations.session_id),
+         jsonb_build_object('session', flow_violations.session_state)
+  where flow_violations.video_state is null
+  union all
+  select 'payment_session',
+         format('Payment-Session sync violation: payment=%s, session=%s. Allowed: session in [%s] or payment in [%s]',
+                flow_violations.payment_state, flow_violations.session_state,
+                (select string_agg(r.session_state, ', ' order by st.position)
+                 from app_hidden.payment_session_sync r join app_public.session_states st on st.name = r.session_state
+                 where r.payment_state = flow_violations.payment_state),
+                (select string_agg(r.payment_state, ', ' order by st.position)
+                 from app_hidden.payment_session_sync r join app_public.payment_states st on st.name = r.payment_state
+                 where r.session_state = flow_violations.session_state)),
+         jsonb_build_object('payment', flow_violations.payment_state, 'session', flow_violations.session_state)
+  where flow_violations.payment_state is not null and not exists (
+    select 1 from app_hidden.payment_session_sync r
+    where r.payment_state = flow_violations.payment_state and r.session_state = flow_violations.session_state)
+  union all
+  select 'session_video',
+         format('Session-Video sync violation: session=%s, video=%s. Allowed: video in [%s] or session in [%s]',
+                flow_violations.session_state, flow_violations.video_state,
+                (select string_agg(r.video_state, ', ' order by st.position)
+                 from app_hidden.session_video_sync r join app_public.video_call_states st on st.name = r.video_state
+                 where r.session_state = flow_violations.session_state),
+                (select string_agg(r.session_state, ', ' order by st.position)
+                 from app_hidden.session_video_sync r join app_public.session_states st on st.name = r.session_state
+                 where r.video_state = flow_violations.video_state)),
+         jsonb_build_object('session', flow_violations.session_state, 'video', flow_violations.video_state)
+  where flow_violations.video_state is not null and not exists (
+    select 1 from app_hidden.session_video_sync r
+    where r.session_state = flow_violations.session_state and r.video_state = flow_violations.video_state)
+  union all
+  select 'session_forms',
+         format('Session-Forms sync violation: session=%s with incomplete forms [%s]',
+                flow_violations.session_state, array_to_string(app_hidden.open_forms(flow_violations.session_id), ', ')),
+         jsonb_build_object('session', flow_violations.session_state,
+                            'incompleteForms', to_jsonb(app_hidden.open_forms(flow_violations.session_id)))
+  where exists (
+    select 1 from app_hidden.session_form_requirements r
+    where r.session_state = flow_violations.session_state and r.forms_complete_required)
+    and exists (
+      select 1 from app_public.session_forms f
+      where f.session_id = flow_violations.session_id and f.status <> 'completed');
+$$;
+comment on function app_hidden.flow_violations(uuid, text, text, text) is
+  'The cross-state rules a session breaks when its session, payment and video call are in the given states.';
+
+-- The rules a session breaks as it is now.
 create function app_hidden.session_violations(id uuid)
 returns table (session_id uuid, rule text, message text, detail jsonb)
 language sql
 stable
 as $$
-  select f.id, c.rule, c.message, c.detail
-  from (
-    select s.id, s.status as session_state, p.status as payment_state, v.status as video_state
-    from app_public.sessions s
-    left join app_public.payments p on p.session_id = s.id
-    left join app_public.video_calls v on v.session_id = s.id
-    where s.id = session_violations.id
-  ) f
-  cross join lateral (
-    select 'payment_missing',
-           format('Flow incomplete: session %s has no payment', f.id),
-           jsonb_build_object('session', f.session_state)
-    where f.payment_state is null
-    union all
-    select 'video_missing',
-           format('Flow incomplete: session %s has no video call', f.id),
-           jsonb_build_object('session', f.session_state)
-    where f.video_state is null
-    union all
-    select 'payment_session',
-           format('Payment-Session sync violation: payment=%s, session=%s. Allowed: session in [%s] or payment in [%s]',
-                  f.payment_state, f.session_state,
-                  (select string_agg(r.session_state, ', ' order by st.position)
-                   from app_hidden.payment_session_sync r join app_public.session_states st on st.name = r.session_state
-                   where r.payment_state = f.payment_state),
-                  (select string_agg(r.payment_state, ', ' order by st.position)
-                   from app_hidden.payment_session_sync r join app_public.payment_states st on st.name = r.payment_state
-                   where r.session_state = f.session_state)),
-           jsonb_build_object('payment', f.payment_state, 'session', f.session_state)
-    where f.payment_state is not null and not exists (
-      select 1 from app_hidden.payment_session_sync r
-      where r.payment_state = f.payment_state and r.session_state = f.session_state)
-    union all
-    select 'session_video',
-           format('Session-Video sync violation: session=%s, video=%s. Allowed: video in [%s] or session in [%s]',
-                  f.session_state, f.video_state,
-                  (select string_agg(r.video_state, ', ' order by st.position)
-                   from app_hidden.session_video_sync r join app_public.video_call_states st on st.name = r.video_state
-                   where r.session_state = f.session_state),
-                  (select string_agg(r.session_state, ', ' order by st.position)
-                   from app_hidden.session_video_sync r join app_public.session_states st on st.name = r.session_state
-                   where r.video_state = f.video_state)),
-           jsonb_build_object('session', f.session_state, 'video', f.video_state)
-    where f.video_state is not null and not exists (
-      select 1 from app_hidden.session_video_sync r
-      where r.session_state = f.session_state and r.video_state = f.video_state)
-    union all
-    select 'session_forms',
-           format('Session-Forms sync violation: session=%s with incomplete forms [%s]',
-                  f.session_state, array_to_string(app_hidden.open_forms(f.id), ', ')),
-           jsonb_build_object('session', f.session_state, 'incompleteForms', to_jsonb(app_hidden.open_forms(f.id)))
-    where exists (
-      select 1 from app_hidden.session_form_requirements r
-      where r.session_state = f.session_state and r.forms_complete_required)
-      and exists (select 1 from app_public.session_forms sf where sf.session_id = f.id and sf.status <> 'completed')
-  ) c (rule, message, detail);
+  select s.id, v.rule, v.message, v.detail
+  from app_public.sessions s
+  left join app_public.payments p on p.session_id = s.id
+  left join app_public.video_calls c on c.session_id = s.id
+  cross join lateral app_hidden.flow_violations(s.id, s.status, p.status, c.status) v
+  where s.id = session_violations.id;
 $$;
 comment on function app_hidden.session_violations(uuid) is
   'Every cross-state rule that the session''s current states break; none on a healthy database.';
 
--- The commit-time check of every flow table (TG_ARGV[0] is the entity type).
-create function app_private.tg__check_flow_sync() returns trigger
-language plpgsql
-as $$
-declare
-  v_session_id uuid;
-  v_violation record;
-begin
-  if tg_argv[0] = 'session' then
-    v_session_id := new.id;
-  else
-    v_session_id := new.session_id;
-  end if;
-  for v_violation in select * from app_hidden.session_violations(v_session_id) limit 1 loop
-    perform app_private.raise_error(
-      'SYNC_VIOLATION', v_violation.message,
-      jsonb_build_object('sessionId', v_session_id, 'rule', v_violation.rule) || v_violation.detail);
-  end loop;
-  return null;
-end;
-$$;
-
-create constraint trigger _900_check_flow_sync after insert on app_public.sessions
-  deferrable initially deferred for each row
-  execute function app_private.tg__check_flow_sync('session');
-create constraint trigger _910_check_flow_sync after update of status on app_public.sessions
-  deferrable initially deferred for each row when (old.status is distinct from new.status)
-  execute function app_private.tg__check_flow_sync('session');
-
-create constraint trigger _900_check_flow_sync after insert on app_public.payments
-  deferrable initially deferred for each row
-  execute function app_private.tg__check_flow_sync('payment');
-create constraint trigger _910_check_flow_sync after update of status on app_public.payments
-  deferrable initially deferred for each row when (old.status is distinct from new.status)
-  execute function app_private.tg__check_flow_sync('payment');
-
-create constraint trigger _900_check_flow_sync after insert on app_public.video_calls
-  deferrable initially deferred for each row
-  execute function app_private.tg__check_flow_sync('video');
-create constraint trigger _910_check_flow_sync after update of status on app_public.video_calls
-  deferrable initially deferred for each row when (old.status is distinct from new.status)
-  execute function app_private.tg__check_flow_sync('video');
-
-create constraint trigger _900_check_flow_sync after insert on app_public.session_forms
-  deferrable initially deferred for each row
-  execute function app_private.tg__check_flow_sync('form');
-create constraint trigger _910_check_flow_sync after update of status on app_public.session_forms
-  deferrable initially deferred for each row when (old.status is distinct from new.status)
-  execute function app_private.tg__check_flow_sync('form');
 
 -- For DBAs: every session whose current states break a rule, and every flow
 -- row whose session is missing or whose status is no state of its machine.

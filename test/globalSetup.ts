@@ -6,11 +6,11 @@
  * the test files find it through TEST_OWNER_URL and TEST_SUPERUSER_URL.
  */
 import fs from 'node:fs/promises';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { startEmbeddedPostgres, EmbeddedPostgres } from '../server/db/embedded';
 import { migrateDatabase } from '../server/db/migrate';
+import { freePort } from '../server/db/ports';
 import { dropDatabase, ensureDatabase, withDatabase } from '../server/db/setup';
 
 const TEST_DATABASE = 'flow_integrity_test';
@@ -18,17 +18,6 @@ const TEST_DATABASE = 'flow_integrity_test';
 declare global {
   // eslint-disable-next-line no-var
   var __FLOW_TEST_PG__: { server?: EmbeddedPostgres; tmpDir?: string } | undefined;
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = net.createServer();
-    probe.once('error', reject);
-    probe.listen(0, '127.0.0.1', () => {
-      const { port } = probe.address() as net.AddressInfo;
-      probe.close(() => resolve(port));
-    });
-  });
 }
 
 export default async function globalSetup(): Promise<void> {

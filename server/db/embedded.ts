@@ -21,6 +21,8 @@ export interface EmbeddedOptions {
   /** Keep the data directory when stopped (the dev server) or delete it (tests). */
   persistent: boolean;
   onLog?: (line: string) => void;
+  /** More `postgres` command-line flags (e.g. ['-c', 'fsync=off']). */
+  postgresFlags?: string[];
 }
 
 const SUPERUSER = 'postgres';
@@ -62,7 +64,7 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
     persistent: options.persistent,
     createPostgresUser: true,
     initdbFlags: ['--encoding=UTF8', '--locale=C.UTF-8'],
-    postgresFlags: ['-c', 'listen_addresses=127.0.0.1'],
+    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', ...(options.postgresFlags ?? [])],
     onLog: options.onLog ?? (() => {}),
     onError: (error) => options.onLog?.(String(error)),
   });

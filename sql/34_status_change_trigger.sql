@@ -1,0 +1,225 @@
+-- The trigger that applies every rule on every write, by any writer (flow
+-- step, GraphQL, a DBA's UPDATE, as owner or superuser).
+--
+-- On each new row and each UPDATE that sets a status (even to the same value:
+-- as in the reference, paid → paid is no transition), one BEFORE row trigger:
+--   1. checks the initial state, or that old → new is a transition (at once,
+--      D5), and refuses entering a state that needs every form complete
+--      while one is open (FORMS_REQUIRED, D7);
+--   2. raises the new state's required actions (payment_state_actions);
+--   3. locks the session row (when the row is not the session itself), so
+--      that two transactions changing one session's entities queue up, and
+--      judges whether the session's states, with this change, stand in the
+--      cross-state tables; when they do not, it queues the commit-time check;
+--   4. appends the audit entry.
+-- It asks the rules through their compiled functions (15_compiled_rules.sql):
+-- a status change is the hot path (bench/status-changes.ts), and it costs
+-- two queries: reading (and locking) the session's other states, and the
+-- audit insert.
+--
+-- Why the commit-time check need not run for every change: after the last
+-- change a transaction makes to a session's entities, the session is in the
+-- state that change was judged in. If that state breaks a rule, that change
+-- queued the check, which runs at commit. Intermediate states may break rules
+-- (D5); the check they queue passes once the step's other entities have
+-- moved. A payment change is judged against its session (the only rule it
+-- takes part in), a call change likewise, a session change against both. A
+-- session in a state that needs its forms complete has none open (it could
+-- not have entered it otherwise), and form rows always queue the check: a
+-- BEFORE trigger cannot see the form it adds.
+
+create function app_private.tg__status_change() returns trigger
+language plpgsql
+as $$
+declare
+  v_entity text := tg_argv[0];
+  v_session_id uuid;
+  v_check record;
+  v_open_forms text[];
+  v_actions text[];
+  v_session_state text;
+  v_payment_state text;
+  v_video_state text;
+  v_in_sync boolean;
+begin
+  -- 1. The machine's own rules.
+  if tg_op = 'INSERT' then
+    if not app_private.is_initial_state(v_entity, new.status) then
+      perform app_private.raise_error(
+        'INVALID_INITIAL_STATE',
+        format('Invalid %s initial state: %s. Allowed: [%s]', v_entity, new.status,
+               (select string_agg(s.name, ', ') from app_hidden.states s where s.entity_type = v_entity and s.is_initial)),
+        jsonb_build_object('entity', v_entity, 'id', new.id, 'to', new.status,
+                           'allowed', (select jsonb_agg(s.name) from app_hidden.states s where s.entity_type = v_entity and s.is_initial)));
+    end if;
+  else
+    if not app_private.is_transition(v_entity, old.status, new.status) then
+      select * into v_check from app_hidden.check_transition(v_entity, old.status, new.status);
+      perform app_private.raise_error(
+        v_check.code, v_check.message,
+        jsonb_build_object('entity', v_entity, 'id', new.id, 'from', old.status, 'to', new.status,
+                           'reason', v_check.reason, 'allowed', to_jsonb(v_check.allowed_states)));
+    end if;
+    -- D7: a session enters ready only with every required form complete.
+    if v_entity = 'session'
+       and app_private.forms_complete_required(new.status)
+       and not app_private.forms_complete_required(old.status) then
+      v_open_forms := app_hidden.open_forms(new.id);
+      if cardinality(v_open_forms) > 0 then
+        perform app_private.raise_error(
+          'FORBIDDEN_TRANSITION',
+          format('FORBIDDEN TRANSITION: session.%s → session.%s. Reason: FORMS_REQUIRED. Incomplete forms: [%s]',
+                 old.status, new.status, array_to_string(v_open_forms, ', ')),
+          jsonb_build_object('entity', 'session', 'id', new.id, 'from', old.status, 'to', new.status,
+                             'reason', 'FORMS_REQUIRED', 'incompleteForms', to_jsonb(v_open_forms)));
+      end if;
+    end if;
+  end if;
+
+  -- 2 and 3.
+  if v_entity = 'session' then
+    v_session_id := new.id;
+    select p.status, c.status into v_payment_state, v_video_state
+    from app_public.payments p, app_public.video_calls c
+    where p.session_id = new.id and c.session_id = new.id;
+    v_in_sync := found
+      and app_private.payment_session_in_sync(v_payment_state, new.status)
+      and app_private.session_video_in_sync(new.status, v_video_state);
+  else
+    v_session_id := new.session_id;
+    if v_entity = 'payment' then
+      v_actions := app_private.payment_actions(new.status);
+      if v_actions is not null then
+        insert into app_public.required_actions (session_id, action, entity_type, entity_id)
+        select new.session_id, a, v_entity, new.id from unnest(v_actions) a;
+      end if;
+    end if;
+    select s.status into v_session_state from app_public.sessions s where s.id = new.session_id for no key update;
+    v_in_sync := case v_entity
+      when 'payment' then app_private.payment_session_in_sync(new.status, v_session_state)
+      when 'video' then app_private.session_video_in_sync(v_session_state, new.status)
+      else false
+    end;
+  end if;
+  -- Read by the WHEN of the commit-time trigger, evaluated right after this row is written.
+  perform set_config('flow.check_at_commit', case when v_in_sync then 'off' else 'on' end, true);
+
+  -- 4. The audit entry.
+  insert into app_public.audit_entries
+    (entity_type, entity_id, session_id, old_value, new_value, step, reason, actor, request_id)
+  values (
+    v_entity, new.id, v_session_id,
+    case when tg_op = 'UPDATE' then old.status end,
+    new.status,
+    nullif(current_setting('flow.step', true), ''),
+    nullif(current_setting('flow.reason', true), ''),
+    coalesce(nullif(current_setting('flow.actor', true), ''), session_user),
+    nullif(current_setting('flow.request_id', true), '')
+  );
+  return new;
+end;
+$$;
+comment on function app_private.tg__status_change() is
+  'Applies the rules to a new row or a status change, queues the commit-time check when needed, and audits it.';
+
+-- The commit-time check (TG_ARGV[0] is the entity type): the session as it is
+-- when the transaction commits must break no rule; else the first one
+-- flow_violations names is raised. The compiled rules answer the usual case.
+create function app_private.tg__check_flow_sync() returns trigger
+language plpgsql
+as $$
+declare
+  v_session_id uuid;
+  v_flow record;
+  v_violation record;
+begin
+  if tg_argv[0] = 'session' then
+    v_session_id := new.id;
+  else
+    v_session_id := new.session_id;
+  end if;
+  select s.status as session_state, p.status as payment_state, c.status as video_state into v_flow
+  from app_public.sessions s
+  left join app_public.payments p on p.session_id = s.id
+  left join app_public.video_calls c on c.session_id = s.id
+  where s.id = v_session_id;
+  if not found
+     or (app_private.payment_session_in_sync(v_flow.payment_state, v_flow.session_state)
+         and app_private.session_video_in_sync(v_flow.session_state, v_flow.video_state)
+         and not (app_private.forms_complete_required(v_flow.session_state)
+                  and cardinality(app_hidden.open_forms(v_session_id)) > 0)) then
+    return null;
+  end if;
+  for v_violation in select * from app_hidden.session_violations(v_session_id) limit 1 loop
+    perform app_private.raise_error(
+      'SYNC_VIOLATION', v_violation.message,
+      jsonb_build_object('sessionId', v_session_id, 'rule', v_violation.rule) || v_violation.detail);
+  end loop;
+  return null;
+end;
+$$;
+
+-- The triggers of the four flow tables. Their names give their order.
+create trigger _100_immutable_keys before update of id on app_public.sessions
+  for each row when (old.id is distinct from new.id)
+  execute function app_private.tg__immutable_keys();
+create trigger _200_check_initial_status before insert on app_public.sessions
+  for each row execute function app_private.tg__status_change('session');
+create trigger _210_check_status_change before update of status on app_public.sessions
+  for each row execute function app_private.tg__status_change('session');
+create trigger _300_refuse_delete before delete on app_public.sessions
+  for each row execute function app_private.tg__refuse_delete();
+create trigger _310_refuse_truncate before truncate on app_public.sessions
+  for each statement execute function app_private.tg__refuse_delete();
+create constraint trigger _900_check_flow_sync after insert or update of status on app_public.sessions
+  deferrable initially deferred for each row
+  when (current_setting('flow.check_at_commit', true) = 'on')
+  execute function app_private.tg__check_flow_sync('session');
+
+create trigger _100_immutable_keys before update of id, session_id on app_public.payments
+  for each row when (old.id is distinct from new.id or old.session_id is distinct from new.session_id)
+  execute function app_private.tg__immutable_keys();
+create trigger _200_check_initial_status before insert on app_public.payments
+  for each row execute function app_private.tg__status_change('payment');
+create trigger _210_check_status_change before update of status on app_public.payments
+  for each row execute function app_private.tg__status_change('payment');
+create trigger _300_refuse_delete before delete on app_public.payments
+  for each row execute function app_private.tg__refuse_delete();
+create trigger _310_refuse_truncate before truncate on app_public.payments
+  for each statement execute function app_private.tg__refuse_delete();
+create constraint trigger _900_check_flow_sync after insert or update of status on app_public.payments
+  deferrable initially deferred for each row
+  when (current_setting('flow.check_at_commit', true) = 'on')
+  execute function app_private.tg__check_flow_sync('payment');
+
+create trigger _100_immutable_keys before update of id, session_id on app_public.video_calls
+  for each row when (old.id is distinct from new.id or old.session_id is distinct from new.session_id)
+  execute function app_private.tg__immutable_keys();
+create trigger _200_check_initial_status before insert on app_public.video_calls
+  for each row execute function app_private.tg__status_change('video');
+create trigger _210_check_status_change before update of status on app_public.video_calls
+  for each row execute function app_private.tg__status_change('video');
+create trigger _300_refuse_delete before delete on app_public.video_calls
+  for each row execute function app_private.tg__refuse_delete();
+create trigger _310_refuse_truncate before truncate on app_public.video_calls
+  for each statement execute function app_private.tg__refuse_delete();
+create constraint trigger _900_check_flow_sync after insert or update of status on app_public.video_calls
+  deferrable initially deferred for each row
+  when (current_setting('flow.check_at_commit', true) = 'on')
+  execute function app_private.tg__check_flow_sync('video');
+
+create trigger _100_immutable_keys before update of id, session_id on app_public.session_forms
+  for each row when (old.id is distinct from new.id or old.session_id is distinct from new.session_id)
+  execute function app_private.tg__immutable_keys();
+create trigger _200_check_initial_status before insert on app_public.session_forms
+  for each row execute function app_private.tg__status_change('form');
+create trigger _210_check_status_change before update of status on app_public.session_forms
+  for each row execute function app_private.tg__status_change('form');
+create trigger _300_refuse_delete before delete on app_public.session_forms
+  for each row execute function app_private.tg__refuse_delete();
+create trigger _310_refuse_truncate before truncate on app_public.session_forms
+  for each statement execute function app_private.tg__refuse_delete();
+create constraint trigger _900_check_flow_sync after insert or update of status on app_public.session_forms
+  deferrable initially deferred for each row
+  when (current_setting('flow.check_at_commit', true) = 'on')
+  execute function app_private.tg__check_flow_sync('form');
