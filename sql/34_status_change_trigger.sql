@@ -9,24 +9,24 @@
 --   2. raises the new state's required actions (payment_state_actions);
 --   3. locks the session row (when the row is not the session itself), so
 --      that two transactions changing one session's entities queue up, and
---      judges whether the session's states, with this change, stand in the
---      cross-state tables; when they do not, it queues the commit-time check;
+--      judges whether the session's states (session, payment, call), with
+--      this change, stand in both cross-state tables; when they do not, it
+--      queues the commit-time check;
 --   4. appends the audit entry.
--- It asks the rules through their compiled functions (15_compiled_rules.sql):
--- a status change is the hot path (bench/status-changes.ts), and it costs
--- two queries: reading (and locking) the session's other states, and the
--- audit insert.
+-- It asks the rules through their compiled functions (15_compiled_rules.sql),
+-- and runs one query: a status change is the hot path
+-- (bench/status-changes.ts). (OLD is null for an INSERT, so old_value too.)
 --
 -- Why the commit-time check need not run for every change: after the last
 -- change a transaction makes to a session's entities, the session is in the
 -- state that change was judged in. If that state breaks a rule, that change
 -- queued the check, which runs at commit. Intermediate states may break rules
 -- (D5); the check they queue passes once the step's other entities have
--- moved. A payment change is judged against its session (the only rule it
--- takes part in), a call change likewise, a session change against both. A
--- session in a state that needs its forms complete has none open (it could
--- not have entered it otherwise), and form rows always queue the check: a
--- BEFORE trigger cannot see the form it adds.
+-- moved. And when the transaction's last change left a session in sync, the
+-- checks queued earlier for it have nothing left to find, and are skipped.
+-- Forms: a session in a state that needs its forms complete has none open
+-- (it could not have entered it otherwise); a form row cannot judge the form
+-- it adds, so it always queues the check and turns the skipping off.
 
 create function app_private.tg__status_change() returns trigger
 language plpgsql
@@ -76,9 +76,27 @@ begin
     end if;
   end if;
 
-  -- 2 and 3.
+  -- 2. Required actions (only payment states have any).
+  if v_entity = 'payment' then
+    v_actions := app_private.payment_actions(new.status);
+    if v_actions is not null then
+      insert into app_public.required_actions (session_id, action, entity_type, entity_id)
+      select new.session_id, a, v_entity, new.id from unnest(v_actions) a;
+    end if;
+  end if;
+
+  -- 3 and 4, in one statement: append the audit entry, and read the
+  -- session's other states (locking the session row when this row is not it).
   if v_entity = 'session' then
     v_session_id := new.id;
+    with audit as (
+      insert into app_public.audit_entries
+        (entity_type, entity_id, session_id, old_value, new_value, step, reason, actor, request_id)
+      values (v_entity, new.id, new.id, old.status, new.status,
+              nullif(current_setting('flow.step', true), ''), nullif(current_setting('flow.reason', true), ''),
+              coalesce(nullif(current_setting('flow.actor', true), ''), session_user),
+              nullif(current_setting('flow.request_id', true), ''))
+    )
     select p.status, c.status into v_payment_state, v_video_state
     from app_public.payments p, app_public.video_calls c
     where p.session_id = new.id and c.session_id = new.id;
@@ -87,35 +105,38 @@ begin
       and app_private.session_video_in_sync(new.status, v_video_state);
   else
     v_session_id := new.session_id;
-    if v_entity = 'payment' then
-      v_actions := app_private.payment_actions(new.status);
-      if v_actions is not null then
-        insert into app_public.required_actions (session_id, action, entity_type, entity_id)
-        select new.session_id, a, v_entity, new.id from unnest(v_actions) a;
-      end if;
+    with audit as (
+      insert into app_public.audit_entries
+        (entity_type, entity_id, session_id, old_value, new_value, step, reason, actor, request_id)
+      values (v_entity, new.id, new.session_id, old.status, new.status,
+              nullif(current_setting('flow.step', true), ''), nullif(current_setting('flow.reason', true), ''),
+              coalesce(nullif(current_setting('flow.actor', true), ''), session_user),
+              nullif(current_setting('flow.request_id', true), ''))
+    )
+    select s.status,
+           case when v_entity = 'payment' then new.status else p.status end,
+           case when v_entity = 'video' then new.status else c.status end
+      into v_session_state, v_payment_state, v_video_state
+    from app_public.sessions s
+    left join app_public.payments p on p.session_id = s.id
+    left join app_public.video_calls c on c.session_id = s.id
+    where s.id = new.session_id
+    for no key update of s;
+    -- A form row cannot judge the form it adds: it always queues the check,
+    -- and the check then runs whatever comes later in the transaction.
+    if v_entity = 'form' then
+      perform set_config('flow.forms_changed', 'on', true);
     end if;
-    select s.status into v_session_state from app_public.sessions s where s.id = new.session_id for no key update;
-    v_in_sync := case v_entity
-      when 'payment' then app_private.payment_session_in_sync(new.status, v_session_state)
-      when 'video' then app_private.session_video_in_sync(v_session_state, new.status)
-      else false
-    end;
+    v_in_sync := v_entity <> 'form'
+      and app_private.payment_session_in_sync(v_payment_state, v_session_state)
+      and app_private.session_video_in_sync(v_session_state, v_video_state);
   end if;
-  -- Read by the WHEN of the commit-time trigger, evaluated right after this row is written.
-  perform set_config('flow.check_at_commit', case when v_in_sync then 'off' else 'on' end, true);
-
-  -- 4. The audit entry.
-  insert into app_public.audit_entries
-    (entity_type, entity_id, session_id, old_value, new_value, step, reason, actor, request_id)
-  values (
-    v_entity, new.id, v_session_id,
-    case when tg_op = 'UPDATE' then old.status end,
-    new.status,
-    nullif(current_setting('flow.step', true), ''),
-    nullif(current_setting('flow.reason', true), ''),
-    coalesce(nullif(current_setting('flow.actor', true), ''), session_user),
-    nullif(current_setting('flow.request_id', true), '')
-  );
+  -- The judgement, for the commit-time trigger: its WHEN queues the check
+  -- when this change leaves the session out of sync ('!'); at commit, the
+  -- check is skipped when the last change of the transaction left this very
+  -- session in sync. (A transaction-local setting: a rolled-back savepoint
+  -- restores it along with the change it judged.)
+  perform set_config('flow.sync', case when v_in_sync then v_session_id::text else '!' end, true);
   return new;
 end;
 $$;
@@ -124,7 +145,9 @@ comment on function app_private.tg__status_change() is
 
 -- The commit-time check (TG_ARGV[0] is the entity type): the session as it is
 -- when the transaction commits must break no rule; else the first one
--- flow_violations names is raised. The compiled rules answer the usual case.
+-- flow_violations names is raised. Skipped when the transaction's last change
+-- left this session in sync (see above); the compiled rules answer the usual
+-- case.
 create function app_private.tg__check_flow_sync() returns trigger
 language plpgsql
 as $$
@@ -137,6 +160,10 @@ begin
     v_session_id := new.id;
   else
     v_session_id := new.session_id;
+  end if;
+  if current_setting('flow.sync', true) = v_session_id::text
+     and current_setting('flow.forms_changed', true) is distinct from 'on' then
+    return null;
   end if;
   select s.status as session_state, p.status as payment_state, c.status as video_state into v_flow
   from app_public.sessions s
@@ -173,7 +200,7 @@ create trigger _310_refuse_truncate before truncate on app_public.sessions
   for each statement execute function app_private.tg__refuse_delete();
 create constraint trigger _900_check_flow_sync after insert or update of status on app_public.sessions
   deferrable initially deferred for each row
-  when (current_setting('flow.check_at_commit', true) = 'on')
+  when (current_setting('flow.sync', true) = '!')
   execute function app_private.tg__check_flow_sync('session');
 
 create trigger _100_immutable_keys before update of id, session_id on app_public.payments
@@ -189,7 +216,7 @@ create trigger _310_refuse_truncate before truncate on app_public.payments
   for each statement execute function app_private.tg__refuse_delete();
 create constraint trigger _900_check_flow_sync after insert or update of status on app_public.payments
   deferrable initially deferred for each row
-  when (current_setting('flow.check_at_commit', true) = 'on')
+  when (current_setting('flow.sync', true) = '!')
   execute function app_private.tg__check_flow_sync('payment');
 
 create trigger _100_immutable_keys before update of id, session_id on app_public.video_calls
@@ -205,7 +232,7 @@ create trigger _310_refuse_truncate before truncate on app_public.video_calls
   for each statement execute function app_private.tg__refuse_delete();
 create constraint trigger _900_check_flow_sync after insert or update of status on app_public.video_calls
   deferrable initially deferred for each row
-  when (current_setting('flow.check_at_commit', true) = 'on')
+  when (current_setting('flow.sync', true) = '!')
   execute function app_private.tg__check_flow_sync('video');
 
 create trigger _100_immutable_keys before update of id, session_id on app_public.session_forms
@@ -221,5 +248,5 @@ create trigger _310_refuse_truncate before truncate on app_public.session_forms
   for each statement execute function app_private.tg__refuse_delete();
 create constraint trigger _900_check_flow_sync after insert or update of status on app_public.session_forms
   deferrable initially deferred for each row
-  when (current_setting('flow.check_at_commit', true) = 'on')
+  when (current_setting('flow.sync', true) = '!')
   execute function app_private.tg__check_flow_sync('form');
