@@ -1,16 +1,29 @@
 /*
  * Benchmark: status changes per second, bare vs enforced.
  *
- * The same data (100,000 sessions with their payments and calls) sits twice in
- * one database: in app_public, where every rule is enforced (row check, audit
- * entry, commit-time cross-state check), and in a copy of the tables without
- * any trigger or foreign key (bench_bare). Several clients then walk sessions
- * through the canonical flow with plain UPDATE ... SET status statements, each
- * flow step one transaction sent in one round trip, on both sides in
- * alternating rounds. It prints the rate of each side and their ratio.
+ * The same data (100,000 sessions with their payments and calls) sits three
+ * times in one database:
+ *   enforced    app_public, where every rule is enforced (row check, audit
+ *               entry, commit-time cross-state check);
+ *   bare        a copy of the tables with the same columns, checks and
+ *               indexes, and no trigger or foreign key;
+ *   audit only  a copy whose only trigger appends an audit row (to a copy of
+ *               the audit table): what auditing every change costs by itself,
+ *               a reference point for the enforced figure.
+ * Several clients walk sessions through the canonical flow with plain
+ * UPDATE ... SET status statements (7 transactions, 11 status changes a
+ * flow), on every side in turn, round after round, each round on fresh
+ * sessions. It prints each side's rate and the ratio to the bare one.
  *
- *   npm run bench:status          (embedded PostgreSQL in a temporary directory)
- *   BENCH_ROOT_DATABASE_URL=postgres://postgres@host/postgres npm run bench:status
+ *   npm run bench:status
+ *
+ * BENCH_MODE=statement (default) sends each statement in its own round trip,
+ * with a parameter, as an application does; BENCH_MODE=transaction sends a
+ * whole transaction in one round trip, which leaves the least client overhead
+ * to hide the server's work behind. BENCH_SESSIONS, BENCH_CLIENTS,
+ * BENCH_FLOWS_PER_ROUND and BENCH_ROUNDS size the run. BENCH_PROFILE=1 prints
+ * where the server's time went (pg_stat_statements). BENCH_ROOT_DATABASE_URL
+ * runs it on a server of yours instead of an embedded one.
  */
 import fs from 'node:fs/promises';
 import os from 'node:os';
@@ -18,23 +31,34 @@ import path from 'node:path';
 import pg from 'pg';
 import { startEmbeddedPostgres } from '../server/db/embedded';
 import { migrateDatabase } from '../server/db/migrate';
-import { dropDatabase, ensureDatabase } from '../server/db/setup';
 import { freePort } from '../server/db/ports';
+import { dropDatabase, ensureDatabase } from '../server/db/setup';
 
 const SESSIONS = Number(process.env.BENCH_SESSIONS ?? 100_000);
 const CLIENTS = Number(process.env.BENCH_CLIENTS ?? 4);
 const FLOWS_PER_ROUND = Number(process.env.BENCH_FLOWS_PER_ROUND ?? 2_000);
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 4);
 const MODE = process.env.BENCH_MODE === 'transaction' ? 'transaction' : 'statement';
+const PROFILE = process.env.BENCH_PROFILE === '1';
 const DATABASE = 'flow_integrity_bench';
 
+interface Side {
+  name: string;
+  /** The table a flow entity lives in on this side. */
+  table(entity: 'sessions' | 'payments' | 'video_calls'): string;
+}
+// The copies' table names differ from app_public's (pg_stat_statements keys queries by table name).
+const SIDES: Side[] = [
+  { name: 'bare', table: (e) => `bench_bare.bare_${e}` },
+  { name: 'enforced', table: (e) => `app_public.${e}` },
+  { name: 'audit only', table: (e) => `bench_audit.audited_${e}` },
+];
+
 /** The canonical flow as plain status UPDATEs: 7 transactions, 11 status changes. */
-function flowSteps(schema: string): string[][] {
-  // (The bare tables' names differ, so that pg_stat_statements tells the two sides apart.)
-  const t = (name: string) => (schema === 'app_public' ? `app_public.${name}` : `bench_bare.bare_${name}`);
-  const s = (status: string) => `update ${t('sessions')} set status = '${status}' where id = $1`;
-  const p = (status: string) => `update ${t('payments')} set status = '${status}' where session_id = $1`;
-  const v = (status: string) => `update ${t('video_calls')} set status = '${status}' where session_id = $1`;
+function flowSteps(side: Side): string[][] {
+  const s = (status: string) => `update ${side.table('sessions')} set status = '${status}' where id = $1`;
+  const p = (status: string) => `update ${side.table('payments')} set status = '${status}' where session_id = $1`;
+  const v = (status: string) => `update ${side.table('video_calls')} set status = '${status}' where session_id = $1`;
   return [
     [s('approved')],
     [p('initiated'), s('payment_pending')],
@@ -58,42 +82,59 @@ async function load(db: pg.Client): Promise<void> {
     `insert into app_public.payments (session_id, amount_kes, payer_phone) select id, price_kes, '254708374149' from app_public.sessions`);
   await db.query(`insert into app_public.video_calls (session_id) select id from app_public.sessions`);
   await db.query('commit');
-  // Bare side: the same rows in tables with the same columns, indexes and checks, and no triggers.
+  // The copies: the same rows, in tables with the same columns, checks and indexes.
   await db.query(`
     drop schema if exists bench_bare cascade;
+    drop schema if exists bench_audit cascade;
     create schema bench_bare;
-    create table bench_bare.bare_sessions (like app_public.sessions including all);
-    create table bench_bare.bare_payments (like app_public.payments including all);
-    create table bench_bare.bare_video_calls (like app_public.video_calls including all);
-    insert into bench_bare.bare_sessions select * from app_public.sessions;
-    insert into bench_bare.bare_payments select * from app_public.payments;
-    insert into bench_bare.bare_video_calls select * from app_public.video_calls;
+    create schema bench_audit;
+    create table bench_audit.audit_entries (like app_public.audit_entries including all);
   `);
-  await db.query(`
-    vacuum analyze app_public.sessions, app_public.payments, app_public.video_calls, app_public.audit_entries,
-                   bench_bare.bare_sessions, bench_bare.bare_payments, bench_bare.bare_video_calls;
-  `);
+  // The same audit row as the enforced side writes; nothing else.
+  for (const [fn, sessionId] of [['tg_sessions__audit', 'new.id'], ['tg_entities__audit', 'new.session_id']]) {
+    await db.query(`
+      create function bench_audit.${fn}() returns trigger language plpgsql as $$
+      begin
+        insert into bench_audit.audit_entries
+          (entity_type, entity_id, session_id, old_value, new_value, step, reason, actor, request_id)
+        values (tg_argv[0], new.id, ${sessionId}, old.status, new.status,
+                nullif(current_setting('flow.step', true), ''), nullif(current_setting('flow.reason', true), ''),
+                coalesce(nullif(current_setting('flow.actor', true), ''), session_user),
+                nullif(current_setting('flow.request_id', true), ''));
+        return new;
+      end;
+      $$;
+    `);
+  }
+  for (const entity of ['sessions', 'payments', 'video_calls']) {
+    await db.query(`
+      create table bench_bare.bare_${entity} (like app_public.${entity} including all);
+      insert into bench_bare.bare_${entity} select * from app_public.${entity};
+      create table bench_audit.audited_${entity} (like app_public.${entity} including all);
+      insert into bench_audit.audited_${entity} select * from app_public.${entity};
+      create trigger _100_audit before update of status on bench_audit.audited_${entity}
+        for each row execute function bench_audit.${entity === 'sessions' ? 'tg_sessions__audit' : 'tg_entities__audit'}('${entity}');
+    `);
+  }
+  await db.query('vacuum analyze');
 }
 
-/** Walks `ids` through the flow on `schema` with CLIENTS connections; returns status changes per second. */
-async function round(pool: pg.Pool, schema: string, ids: string[]): Promise<number> {
+/** Walks `ids` through the flow on one side with CLIENTS connections; returns status changes per second. */
+async function round(pool: pg.Pool, side: Side, ids: string[]): Promise<number> {
   const queue = [...ids];
-  const steps = flowSteps(schema);
+  const steps = flowSteps(side);
   const started = process.hrtime.bigint();
   await Promise.all(
     Array.from({ length: CLIENTS }, async () => {
       const client = await pool.connect();
-      client.on('error', () => {}); // reported by the query that fails
       try {
         for (let id = queue.pop(); id; id = queue.pop()) {
           for (const step of steps) {
             if (MODE === 'statement') {
-              // As an application sends it: each statement its own round trip, with a parameter.
               await client.query('begin');
               for (const sql of step) await client.query(sql, [id]);
               await client.query('commit');
             } else {
-              // The whole transaction in one round trip: the least client overhead to hide behind.
               await client.query(`begin; ${step.map((sql) => sql.replace('$1', `'${id}'`)).join('; ')}; commit;`);
             }
           }
@@ -109,12 +150,34 @@ async function round(pool: pg.Pool, schema: string, ids: string[]): Promise<numb
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
+async function profile(rootUrl: string): Promise<void> {
+  const client = new pg.Client({ connectionString: rootUrl.replace(/\/postgres$/, `/${DATABASE}`) });
+  await client.connect();
+  try {
+    await client.query('create extension if not exists pg_stat_statements');
+    const { rows } = await client.query(
+      `select calls, round(mean_exec_time::numeric * 1000, 1) as exec_us, round(mean_plan_time::numeric * 1000, 1) as plan_us,
+              left(regexp_replace(query, '\\s+', ' ', 'g'), 100) as query
+       from pg_stat_statements where calls >= 1000 order by total_exec_time desc limit 20`);
+    console.table(rows);
+  } finally {
+    await client.end();
+  }
+}
+
 async function main(): Promise<void> {
   let rootUrl = process.env.BENCH_ROOT_DATABASE_URL;
   let stop = async () => {};
   if (!rootUrl) {
     const tmpDir = await fs.mkdtemp(path.join(os.tmpdir(), 'flow-integrity-bench-'));
-    const server = await startEmbeddedPostgres({ dataDir: path.join(tmpDir, 'data'), port: await freePort(), persistent: false, postgresFlags: process.env.BENCH_PG_FLAGS?.split(' '), onLog: process.env.BENCH_PG_LOG ? (l) => console.error(l) : undefined });
+    const server = await startEmbeddedPostgres({
+      dataDir: path.join(tmpDir, 'data'),
+      port: await freePort(),
+      persistent: false,
+      postgresFlags: PROFILE
+        ? ['-c', 'shared_preload_libraries=pg_stat_statements', '-c', 'pg_stat_statements.track=all', '-c', 'pg_stat_statements.track_planning=on']
+        : [],
+    });
     rootUrl = server.rootUrl;
     stop = async () => {
       await server.stop();
@@ -124,11 +187,8 @@ async function main(): Promise<void> {
   try {
     await dropDatabase(rootUrl, DATABASE);
     const ownerUrl = await ensureDatabase(rootUrl, DATABASE);
+    // The working tree's schema: committed migrations and the one being written.
     await migrateDatabase(ownerUrl, rootUrl, { includeCurrent: true });
-    if (process.env.BENCH_EXPERIMENT) {
-      const c = new pg.Client({ connectionString: ownerUrl }); await c.connect();
-      await c.query(await fs.readFile(process.env.BENCH_EXPERIMENT, 'utf8')); await c.end();
-    }
     const admin = new pg.Client({ connectionString: ownerUrl });
     await admin.connect();
     const loadStarted = Date.now();
@@ -136,36 +196,39 @@ async function main(): Promise<void> {
       .then(() => admin.query('select id from app_public.sessions order by random()'))
       .finally(() => admin.end());
     const ids: string[] = rows.map((r) => r.id);
-    const needed = FLOWS_PER_ROUND * ROUNDS * 2;
+    const needed = FLOWS_PER_ROUND * ROUNDS;
     if (ids.length < needed) throw new Error(`${needed} sessions needed, ${ids.length} loaded`);
-    console.log(`loaded ${ids.length} sessions (twice) in ${((Date.now() - loadStarted) / 1000).toFixed(1)} s; ` +
-      `${MODE} mode, ${CLIENTS} clients, ${FLOWS_PER_ROUND} flows (${FLOWS_PER_ROUND * CHANGES_PER_FLOW} status changes) per round, ${ROUNDS} rounds a side`);
+    console.log(`loaded ${ids.length} sessions (on each side) in ${((Date.now() - loadStarted) / 1000).toFixed(1)} s; ` +
+      `${MODE} mode, ${CLIENTS} clients, ${FLOWS_PER_ROUND} flows (${FLOWS_PER_ROUND * CHANGES_PER_FLOW} status changes) ` +
+      `per side per round, ${ROUNDS} rounds`);
 
     const pool = new pg.Pool({ connectionString: ownerUrl, max: CLIENTS });
     pool.on('error', () => {}); // idle clients closed when the server stops
-    const bare: number[] = [];
-    const enforced: number[] = [];
+    const rates = new Map<string, number[]>(SIDES.map((s) => [s.name, []]));
     for (let r = 0; r < ROUNDS; r++) {
-      // Each round takes fresh sessions, the same number on each side; the sides alternate.
-      const slice = (k: number) => ids.slice((2 * r + k) * FLOWS_PER_ROUND, (2 * r + k + 1) * FLOWS_PER_ROUND);
-      bare.push(await round(pool, 'bench_bare', slice(0)));
-      enforced.push(await round(pool, 'app_public', slice(1)));
-      console.log(`round ${r + 1}: bare ${bare[r].toFixed(0)}/s, enforced ${enforced[r].toFixed(0)}/s, ratio ${(enforced[r] / bare[r]).toFixed(2)}`);
+      // Each round walks fresh sessions; every side walks the same ones, in turn.
+      const slice = ids.slice(r * FLOWS_PER_ROUND, (r + 1) * FLOWS_PER_ROUND);
+      for (const side of SIDES) rates.get(side.name)!.push(await round(pool, side, slice));
+      const bare = rates.get('bare')![r];
+      console.log(`round ${r + 1}: ` + SIDES.map((s) => {
+        const rate = rates.get(s.name)![r];
+        return `${s.name} ${rate.toFixed(0)}/s` + (s.name === 'bare' ? '' : ` (${(rate / bare).toFixed(2)})`);
+      }).join(', '));
     }
     const check = await pool.query(
       `select (select count(*) from app_hidden.integrity_violations)::int as violations,
-              (select count(*) from app_public.sessions where status = 'completed')::int as completed`);
+              (select count(*) from app_public.sessions where status = 'completed')::int as completed,
+              (select count(*) from app_public.audit_entries)::int as audited`);
     await pool.end();
-    if (process.env.BENCH_STATEMENTS) {
-      const c = new pg.Client({ connectionString: rootUrl }); await c.connect();
-      await c.query('create extension if not exists pg_stat_statements');
-      const top = await c.query(`select calls, plans, round(total_plan_time::numeric, 1) as plan_ms, round(total_exec_time::numeric, 1) as ms, round(mean_exec_time::numeric * 1000, 1) as us, round(mean_plan_time::numeric * 1000, 1) as plan_us, left(regexp_replace(query, '\\s+', ' ', 'g'), 110) as q from pg_stat_statements where calls > 5000 order by total_exec_time desc limit 30`);
-      console.table(top.rows); await c.end();
-    }
-    if (check.rows[0].violations !== 0) throw new Error(`${check.rows[0].violations} integrity violations after the run`);
-    console.log(`enforced side after the run: ${check.rows[0].completed} sessions completed, 0 integrity violations`);
-    console.log(`status changes per second (median of ${ROUNDS}): bare ${median(bare).toFixed(0)}, enforced ${median(enforced).toFixed(0)}`);
-    console.log(`ratio enforced/bare: ${(median(enforced) / median(bare)).toFixed(2)} (goal ≥ 0.80)`);
+    const { violations, completed, audited } = check.rows[0];
+    if (violations !== 0) throw new Error(`${violations} integrity violations after the run`);
+    console.log(`enforced side after the run: ${completed} sessions completed, ${audited} audit entries, 0 integrity violations`);
+    const bare = median(rates.get('bare')!);
+    console.log(`status changes per second (median of ${ROUNDS} rounds): ` +
+      SIDES.map((s) => `${s.name} ${median(rates.get(s.name)!).toFixed(0)}`).join(', '));
+    console.log(`ratio audit-only/bare: ${(median(rates.get('audit only')!) / bare).toFixed(2)} (auditing alone, for reference)`);
+    console.log(`ratio enforced/bare: ${(median(rates.get('enforced')!) / bare).toFixed(2)} (goal ≥ 0.80)`);
+    if (PROFILE) await profile(rootUrl);
   } catch (err) {
     console.error(err);
     await stop();
@@ -174,7 +237,4 @@ async function main(): Promise<void> {
   await stop();
 }
 
-main().catch((err) => {
-  console.error(err);
-  process.exit(1);
-});
+void main();
