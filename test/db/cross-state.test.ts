@@ -164,3 +164,29 @@ test('a commit that breaks a cross-state rule is rolled back whole', async () =>
     client.release();
   }
 });
+
+test('a form added to a ready session is caught at commit, whatever in-sync change comes after it', async () => {
+  await rolledBack(db, async (client) => {
+    const flow = await insertFlow(client);
+    await walkFlow(client, flow, { session: 'ready', payment: 'confirmed', video: 'not_started' });
+    expect(await checkNow(client)).toBeNull();
+    await client.query('savepoint cell');
+    await client.query(`insert into app_public.session_forms (session_id, form_key) values ($1, 'late_form')`, [flow.sessionId]);
+    // This change leaves session, payment and call in sync; the open form still breaks D7.
+    await client.query(`update app_public.video_calls set status = 'waiting_for_participants' where id = $1`, [flow.videoId]);
+    const err = await checkNow(client);
+    expect([err?.code, err?.detail.rule]).toEqual(['SYNC_VIOLATION', 'session_forms']);
+    await client.query('rollback to savepoint cell');
+  });
+});
+
+test('a later change that judges the session in sync does not hide an earlier break of another rule', async () => {
+  await rolledBack(db, async (client) => {
+    const flow = await insertFlow(client);
+    await walkFlow(client, flow, { session: 'in_progress', payment: 'pending', video: 'not_started' });
+    // session in_progress with payment pending breaks payment ↔ session; the call change below is in sync with the session.
+    await client.query(`update app_public.video_calls set status = 'waiting_for_participants' where id = $1`, [flow.videoId]);
+    const err = await checkNow(client);
+    expect([err?.code, err?.detail.rule]).toEqual(['SYNC_VIOLATION', 'payment_session']);
+  });
+});
