@@ -1,9 +1,10 @@
 -- Cross-state rules (payment ↔ session, session ↔ video call, session ↔
 -- forms) must hold when a transaction commits (decision D5): the entities of
--- one flow step may change in any order inside it. They are written once, in
--- flow_violations; the status-change trigger asks it after every change, the
+-- one flow step may change in any order inside it. flow_violations says,
+-- from the rules tables, which rules a session breaks and why: the
 -- commit-time check raises its first answer, and the DBA's integrity view
--- lists them all.
+-- lists them all. (The status-change trigger asks the same tables through
+-- their compiled functions, 15_compiled_rules.sql.)
 
 -- The rules a session breaks when its entities are in the given states. The
 -- forms rule reads the session's forms as they are.
