@@ -7,7 +7,7 @@
  */
 import pg from 'pg';
 import { attempt, entityId, insertFlow, pool, rolledBack, updateStatusSql, walk, Who } from '../helpers/db';
-import { INITIAL, Machine, STATES, TRANSITIONS, transitionMessage } from '../helpers/reference';
+import { FORBIDDEN, INITIAL, Machine, STATES, TRANSITIONS, transitionMessage } from '../helpers/reference';
 
 const machines: Machine[] = ['payment', 'session', 'video', 'form'];
 const pools: Partial<Record<Who, pg.Pool>> = {};
@@ -80,6 +80,20 @@ describe.each(['owner', 'superuser'] as Who[])('as the %s', (who) => {
         }
         await client.query('rollback to savepoint cell');
       }
+    });
+  });
+});
+
+describe('forbidden transitions carry their reason code', () => {
+  test.each(FORBIDDEN.map((f) => [`${f.entity}.${f.from} → ${f.entity}.${f.to}`, f] as const))('%s', async (_, f) => {
+    await rolledBack(pools.owner!, async (client) => {
+      const flow = await insertFlow(client);
+      const id = entityId(flow, f.entity);
+      await walk(client, f.entity, id, f.from);
+      const err = await attempt(client, updateStatusSql(f.entity), [f.to, id]);
+      expect({ code: err?.code, reason: err?.detail.reason, message: err?.message }).toEqual({
+        code: 'FORBIDDEN_TRANSITION', reason: f.reason, message: transitionMessage(f.entity, f.from, f.to).message,
+      });
     });
   });
 });
