@@ -11,7 +11,7 @@
 -- runs it in the same transaction as any change to the rules. (A test checks
 -- each function against its table for every combination of states.)
 
-create function app_private.compile_rules() returns void
+create or replace function app_private.compile_rules() returns void
 language plpgsql
 as $$
 declare
@@ -73,7 +73,7 @@ $$;
 comment on function app_private.compile_rules() is
   'Regenerates the compiled rule functions (is_transition, …) from the rules tables.';
 
-create function app_private.tg_rules__compile() returns trigger
+create or replace function app_private.tg_rules__compile() returns trigger
 language plpgsql
 as $$
 begin
@@ -92,7 +92,7 @@ begin
     'app_hidden.session_form_requirements', 'app_hidden.payment_state_actions'
   ] loop
     execute format(
-      'create trigger _900_compile_rules after insert or update or delete or truncate on %s
+      'create or replace trigger _900_compile_rules after insert or update or delete or truncate on %s
          for each statement execute function app_private.tg_rules__compile()', v_table);
   end loop;
 end;

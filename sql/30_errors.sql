@@ -2,7 +2,7 @@
 -- in app_hidden.error_codes, its SQLSTATE, a message in the reference's
 -- words, and a machine-readable detail (JSON: the code, the entity, and the
 -- allowed alternatives), which the API passes on to its clients.
-create function app_private.raise_error(code text, message text, detail jsonb default '{}', hint text default null)
+create or replace function app_private.raise_error(code text, message text, detail jsonb default '{}', hint text default null)
 returns void
 language plpgsql
 as $$

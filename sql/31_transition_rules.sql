@@ -6,7 +6,7 @@
 -- Whether from → to is allowed for an entity, and if not, the error the
 -- triggers raise for it. The triggers, the DBA's explain_entity and the API's
 -- validation queries all answer from here.
-create function app_hidden.check_transition(entity_type text, from_state text, to_state text)
+create or replace function app_hidden.check_transition(entity_type text, from_state text, to_state text)
 returns table (allowed boolean, code text, reason text, message text, allowed_states text[])
 language sql
 stable
@@ -42,7 +42,7 @@ comment on function app_hidden.check_transition(text, text, text) is
   'Whether an entity may change from one state to another; if not, the error code, reason and message.';
 
 -- The open (incomplete) required forms of a session, by key.
-create function app_hidden.open_forms(session_id uuid)
+create or replace function app_hidden.open_forms(session_id uuid)
 returns text[]
 language sql
 stable
@@ -54,7 +54,7 @@ $$;
 
 -- Ids, and the session a row belongs to, never change: the rules and the
 -- audit log are kept per session.
-create function app_private.tg__immutable_keys() returns trigger
+create or replace function app_private.tg__immutable_keys() returns trigger
 language plpgsql
 as $$
 begin
@@ -68,7 +68,7 @@ end;
 $$;
 
 -- Flow rows are never deleted: a session is cancelled, and its history stays.
-create function app_private.tg__refuse_delete() returns trigger
+create or replace function app_private.tg__refuse_delete() returns trigger
 language plpgsql
 as $$
 begin
@@ -79,4 +79,3 @@ begin
   return null;
 end;
 $$;
-

@@ -2,7 +2,7 @@
 -- owner (who runs the migrations), so triggers refuse UPDATE, DELETE and
 -- TRUNCATE to everybody. (A superuser can still disable triggers; the
 -- README says how that is detected.)
-create function app_private.tg_audit_entries__append_only() returns trigger
+create or replace function app_private.tg_audit_entries__append_only() returns trigger
 language plpgsql
 as $$
 begin
@@ -13,7 +13,7 @@ begin
   return null;
 end;
 $$;
-create trigger _100_append_only before update or delete on app_public.audit_entries
+create or replace trigger _100_append_only before update or delete on app_public.audit_entries
   for each row execute function app_private.tg_audit_entries__append_only();
-create trigger _110_append_only before truncate on app_public.audit_entries
+create or replace trigger _110_append_only before truncate on app_public.audit_entries
   for each statement execute function app_private.tg_audit_entries__append_only();

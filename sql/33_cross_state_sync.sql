@@ -8,7 +8,7 @@
 
 -- The rules a session breaks when its entities are in the given states. The
 -- forms rule reads the session's forms as they are.
-create function app_hidden.flow_violations(session_id uuid, session_state text, payment_state text, video_state text)
+create or replace function app_hidden.flow_violations(session_id uuid, session_state text, payment_state text, video_state text)
 returns table (rule text, message text, detail jsonb)
 language sql
 stable
@@ -67,7 +67,7 @@ comment on function app_hidden.flow_violations(uuid, text, text, text) is
   'The cross-state rules a session breaks when its session, payment and video call are in the given states.';
 
 -- The rules a session breaks as it is now.
-create function app_hidden.session_violations(id uuid)
+create or replace function app_hidden.session_violations(id uuid)
 returns table (session_id uuid, rule text, message text, detail jsonb)
 language sql
 stable
@@ -87,7 +87,7 @@ comment on function app_hidden.session_violations(uuid) is
 -- row whose session is missing or whose status is no state of its machine.
 -- Data loaded with triggers off (session_replication_role = replica), or a
 -- rule changed after the fact, shows up here. Empty on a healthy database.
-create view app_hidden.integrity_violations as
+create or replace view app_hidden.integrity_violations as
   select v.session_id, v.rule, v.message, v.detail
   from app_public.sessions s
   cross join lateral app_hidden.session_violations(s.id) v

@@ -28,7 +28,7 @@
 -- (it could not have entered it otherwise); a form row cannot judge the form
 -- it adds, so it always queues the check and turns the skipping off.
 
-create function app_private.tg__status_change() returns trigger
+create or replace function app_private.tg__status_change() returns trigger
 language plpgsql
 as $$
 declare
@@ -148,7 +148,7 @@ comment on function app_private.tg__status_change() is
 -- flow_violations names is raised. Skipped when the transaction's last change
 -- left this session in sync (see above); the compiled rules answer the usual
 -- case.
-create function app_private.tg__check_flow_sync() returns trigger
+create or replace function app_private.tg__check_flow_sync() returns trigger
 language plpgsql
 as $$
 declare
@@ -186,67 +186,51 @@ begin
 end;
 $$;
 
--- The triggers of the four flow tables. Their names give their order.
-create trigger _100_immutable_keys before update of id on app_public.sessions
-  for each row when (old.id is distinct from new.id)
-  execute function app_private.tg__immutable_keys();
-create trigger _200_check_initial_status before insert on app_public.sessions
-  for each row execute function app_private.tg__status_change('session');
-create trigger _210_check_status_change before update of status on app_public.sessions
-  for each row execute function app_private.tg__status_change('session');
-create trigger _300_refuse_delete before delete on app_public.sessions
-  for each row execute function app_private.tg__refuse_delete();
-create trigger _310_refuse_truncate before truncate on app_public.sessions
-  for each statement execute function app_private.tg__refuse_delete();
-create constraint trigger _900_check_flow_sync after insert or update of status on app_public.sessions
-  deferrable initially deferred for each row
-  when (current_setting('flow.sync', true) = '!')
-  execute function app_private.tg__check_flow_sync('session');
-
-create trigger _100_immutable_keys before update of id, session_id on app_public.payments
-  for each row when (old.id is distinct from new.id or old.session_id is distinct from new.session_id)
-  execute function app_private.tg__immutable_keys();
-create trigger _200_check_initial_status before insert on app_public.payments
-  for each row execute function app_private.tg__status_change('payment');
-create trigger _210_check_status_change before update of status on app_public.payments
-  for each row execute function app_private.tg__status_change('payment');
-create trigger _300_refuse_delete before delete on app_public.payments
-  for each row execute function app_private.tg__refuse_delete();
-create trigger _310_refuse_truncate before truncate on app_public.payments
-  for each statement execute function app_private.tg__refuse_delete();
-create constraint trigger _900_check_flow_sync after insert or update of status on app_public.payments
-  deferrable initially deferred for each row
-  when (current_setting('flow.sync', true) = '!')
-  execute function app_private.tg__check_flow_sync('payment');
-
-create trigger _100_immutable_keys before update of id, session_id on app_public.video_calls
-  for each row when (old.id is distinct from new.id or old.session_id is distinct from new.session_id)
-  execute function app_private.tg__immutable_keys();
-create trigger _200_check_initial_status before insert on app_public.video_calls
-  for each row execute function app_private.tg__status_change('video');
-create trigger _210_check_status_change before update of status on app_public.video_calls
-  for each row execute function app_private.tg__status_change('video');
-create trigger _300_refuse_delete before delete on app_public.video_calls
-  for each row execute function app_private.tg__refuse_delete();
-create trigger _310_refuse_truncate before truncate on app_public.video_calls
-  for each statement execute function app_private.tg__refuse_delete();
-create constraint trigger _900_check_flow_sync after insert or update of status on app_public.video_calls
-  deferrable initially deferred for each row
-  when (current_setting('flow.sync', true) = '!')
-  execute function app_private.tg__check_flow_sync('video');
-
-create trigger _100_immutable_keys before update of id, session_id on app_public.session_forms
-  for each row when (old.id is distinct from new.id or old.session_id is distinct from new.session_id)
-  execute function app_private.tg__immutable_keys();
-create trigger _200_check_initial_status before insert on app_public.session_forms
-  for each row execute function app_private.tg__status_change('form');
-create trigger _210_check_status_change before update of status on app_public.session_forms
-  for each row execute function app_private.tg__status_change('form');
-create trigger _300_refuse_delete before delete on app_public.session_forms
-  for each row execute function app_private.tg__refuse_delete();
-create trigger _310_refuse_truncate before truncate on app_public.session_forms
-  for each statement execute function app_private.tg__refuse_delete();
-create constraint trigger _900_check_flow_sync after insert or update of status on app_public.session_forms
-  deferrable initially deferred for each row
-  when (current_setting('flow.sync', true) = '!')
-  execute function app_private.tg__check_flow_sync('form');
+-- The triggers of the four flow tables, the same on each. Their names give
+-- their order:
+--   _100_immutable_keys        before update of id (, session_id)  tg__immutable_keys
+--   _200_check_initial_status  before insert                       tg__status_change(entity)
+--   _210_check_status_change   before update of status             tg__status_change(entity)
+--   _300_refuse_delete         before delete                       tg__refuse_delete
+--   _310_refuse_truncate       before truncate (statement)         tg__refuse_delete
+--   _900_check_flow_sync       after insert or update of status, deferred to commit,
+--                              when the change left the session out of sync
+do $$
+declare
+  v_table text;
+  v_entity text;
+  v_keys text;
+begin
+  for v_table, v_entity in values
+    ('app_public.sessions', 'session'), ('app_public.payments', 'payment'),
+    ('app_public.video_calls', 'video'), ('app_public.session_forms', 'form')
+  loop
+    v_keys := case when v_entity = 'session' then 'id' else 'id, session_id' end;
+    execute format(
+      'create or replace trigger _100_immutable_keys before update of %2$s on %1$s
+         for each row when (%3$s) execute function app_private.tg__immutable_keys()',
+      v_table, v_keys,
+      case when v_entity = 'session' then 'old.id is distinct from new.id'
+           else 'old.id is distinct from new.id or old.session_id is distinct from new.session_id' end);
+    execute format(
+      'create or replace trigger _200_check_initial_status before insert on %s
+         for each row execute function app_private.tg__status_change(%L)', v_table, v_entity);
+    execute format(
+      'create or replace trigger _210_check_status_change before update of status on %s
+         for each row execute function app_private.tg__status_change(%L)', v_table, v_entity);
+    execute format(
+      'create or replace trigger _300_refuse_delete before delete on %s
+         for each row execute function app_private.tg__refuse_delete()', v_table);
+    execute format(
+      'create or replace trigger _310_refuse_truncate before truncate on %s
+         for each statement execute function app_private.tg__refuse_delete()', v_table);
+    -- (CREATE OR REPLACE does not cover constraint triggers.)
+    execute format('drop trigger if exists _900_check_flow_sync on %s', v_table);
+    execute format(
+      'create constraint trigger _900_check_flow_sync after insert or update of status on %s
+         deferrable initially deferred for each row
+         when (current_setting(''flow.sync'', true) = ''!'')
+         execute function app_private.tg__check_flow_sync(%L)', v_table, v_entity);
+  end loop;
+end;
+$$;

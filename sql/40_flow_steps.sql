@@ -6,7 +6,7 @@
 
 -- Marks the changes that follow as made by a flow step (audit_entries.step),
 -- and records the caller's reason when one is given.
-create function app_private.begin_step(step text, reason text default null)
+create or replace function app_private.begin_step(step text, reason text default null)
 returns void
 language sql
 as $$
@@ -14,7 +14,7 @@ as $$
   select set_config('flow.reason', begin_step.reason, true) where begin_step.reason is not null;
 $$;
 
-create function app_private.end_step()
+create or replace function app_private.end_step()
 returns void
 language sql
 as $$
@@ -22,7 +22,7 @@ as $$
 $$;
 
 -- Locks the session and returns it; NOT_FOUND when there is none.
-create function app_private.lock_session(session_id uuid)
+create or replace function app_private.lock_session(session_id uuid)
 returns app_public.sessions
 language plpgsql
 as $$
@@ -39,7 +39,7 @@ begin
 end;
 $$;
 
-create function app_private.set_session_status(session_id uuid, status text)
+create or replace function app_private.set_session_status(session_id uuid, status text)
 returns void
 language sql
 as $$
@@ -47,7 +47,7 @@ as $$
   where s.id = set_session_status.session_id;
 $$;
 
-create function app_private.set_payment_status(session_id uuid, status text)
+create or replace function app_private.set_payment_status(session_id uuid, status text)
 returns void
 language sql
 as $$
@@ -55,7 +55,7 @@ as $$
   where p.session_id = set_payment_status.session_id;
 $$;
 
-create function app_private.set_video_status(session_id uuid, status text)
+create or replace function app_private.set_video_status(session_id uuid, status text)
 returns void
 language sql
 as $$
@@ -64,7 +64,7 @@ as $$
 $$;
 
 -- Ends the call of a session that is closing, when it is not over already.
-create function app_private.end_call(session_id uuid)
+create or replace function app_private.end_call(session_id uuid)
 returns void
 language sql
 as $$
@@ -72,7 +72,7 @@ as $$
   where v.session_id = end_call.session_id and v.status in ('waiting_for_participants', 'active', 'failed');
 $$;
 
-create function app_private.step_result(session_id uuid)
+create or replace function app_private.step_result(session_id uuid)
 returns app_public.sessions
 language sql
 as $$
@@ -82,7 +82,7 @@ $$;
 
 -- Turns a check or not-null violation into INVALID_ARGUMENT. The rule stays
 -- in the table's constraint; the constraint's comment is the message.
-create function app_private.raise_invalid_argument(schema_name text, table_name text, constraint_name text, column_name text)
+create or replace function app_private.raise_invalid_argument(schema_name text, table_name text, constraint_name text, column_name text)
 returns void
 language plpgsql
 as $$
@@ -107,7 +107,7 @@ $$;
 
 -- 1. The client requests a session: session requested, payment pending, call
 --    not started, and one pending form per required form key.
-create function app_public.request_session(
+create or replace function app_public.request_session(
   client_id uuid,
   therapist_id uuid,
   scheduled_at timestamptz,
@@ -155,7 +155,7 @@ comment on function app_public.request_session(uuid, uuid, timestamptz, integer,
   'Requests a session: the session is requested, its payment pending, its call not started, and its forms pending.';
 
 -- 2. The therapist approves the request.
-create function app_public.approve_session(session_id uuid)
+create or replace function app_public.approve_session(session_id uuid)
 returns app_public.sessions
 language plpgsql
 as $$
@@ -170,7 +170,7 @@ comment on function app_public.approve_session(uuid) is 'Approves a requested se
 
 -- 3. The client pays: payment initiated and session payment_pending together.
 --    After a failure the same step is the retry (payment failed → initiated).
-create function app_public.initiate_payment(session_id uuid)
+create or replace function app_public.initiate_payment(session_id uuid)
 returns app_public.sessions
 language plpgsql
 as $$
@@ -193,7 +193,7 @@ comment on function app_public.initiate_payment(uuid) is
 -- 4. The provider's outcome: confirmed → session paid, then forms_required
 --    (forms open) or ready; failed → payment failed, which raises the
 --    ALERT_CLIENT_RETRY required action (app_hidden.payment_state_actions).
-create function app_public.record_payment_outcome(session_id uuid, outcome text)
+create or replace function app_public.record_payment_outcome(session_id uuid, outcome text)
 returns app_public.sessions
 language plpgsql
 as $$
@@ -221,7 +221,7 @@ comment on function app_public.record_payment_outcome(uuid, text) is
   'Applies the payment provider''s outcome (confirmed or failed) to the payment and the session.';
 
 -- 5. A required form is completed; the last one makes a forms_required session ready.
-create function app_public.complete_form(form_id uuid)
+create or replace function app_public.complete_form(form_id uuid)
 returns app_public.sessions
 language plpgsql
 as $$
@@ -251,7 +251,7 @@ comment on function app_public.complete_form(uuid) is
 --    app_hidden.session_call_access, when the session's state does not allow
 --    it (UNPAID_ACCESS, FORMS_INCOMPLETE, SESSION_CLOSED). The call waits for
 --    participants (from not_started, or again after a failure).
-create function app_public.join_call(session_id uuid)
+create or replace function app_public.join_call(session_id uuid)
 returns app_public.sessions
 language plpgsql
 as $$
@@ -280,7 +280,7 @@ comment on function app_public.join_call(uuid) is
   'Joins the session''s video call; refused before payment, with forms open, or when the session is over.';
 
 -- 7. The therapist starts the session: session in_progress, call active.
-create function app_public.start_session(session_id uuid)
+create or replace function app_public.start_session(session_id uuid)
 returns app_public.sessions
 language plpgsql
 as $$
@@ -298,7 +298,7 @@ $$;
 comment on function app_public.start_session(uuid) is 'Starts a ready session: session in_progress, call active.';
 
 -- 8. The therapist completes the session: session completed, call ended.
-create function app_public.complete_session(session_id uuid)
+create or replace function app_public.complete_session(session_id uuid)
 returns app_public.sessions
 language plpgsql
 as $$
@@ -314,7 +314,7 @@ comment on function app_public.complete_session(uuid) is 'Completes a session in
 
 -- 9. Cancel: the session is cancelled; money taken is refunded, a payment not
 --    yet taken is cancelled; a call under way ends.
-create function app_public.cancel_session(session_id uuid, reason text default null)
+create or replace function app_public.cancel_session(session_id uuid, reason text default null)
 returns app_public.sessions
 language plpgsql
 as $$
@@ -333,7 +333,7 @@ comment on function app_public.cancel_session(uuid, text) is
   'Cancels a session: a confirmed payment is refunded, any other open payment cancelled, a call under way ended.';
 
 -- 10. No-show (D1): the client's keeps the payment; the therapist's refunds it.
-create function app_public.mark_no_show(session_id uuid, party text)
+create or replace function app_public.mark_no_show(session_id uuid, party text)
 returns app_public.sessions
 language plpgsql
 as $$
@@ -359,7 +359,7 @@ comment on function app_public.mark_no_show(uuid, text) is
 
 -- 11. Refund a confirmed payment. A session whose state does not allow a
 --     refunded payment (app_hidden.payment_session_sync) is cancelled with it.
-create function app_public.refund_payment(session_id uuid, reason text default null)
+create or replace function app_public.refund_payment(session_id uuid, reason text default null)
 returns app_public.sessions
 language plpgsql
 as $$
@@ -383,7 +383,7 @@ comment on function app_public.refund_payment(uuid, text) is
   'Refunds a confirmed payment; a session still open is cancelled with it.';
 
 -- 12. The video provider reports that the call failed (D2); joining again retries it.
-create function app_public.report_call_failure(session_id uuid)
+create or replace function app_public.report_call_failure(session_id uuid)
 returns app_public.sessions
 language plpgsql
 as $$

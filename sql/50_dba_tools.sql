@@ -5,7 +5,7 @@
 -- allowed, what the other entities of the session must do in the same
 -- transaction for the commit-time rules to hold (the states they can reach
 -- in one step that the rules allow with it).
-create function app_hidden.explain_entity(entity_type text, entity_id uuid)
+create or replace function app_hidden.explain_entity(entity_type text, entity_id uuid)
 returns table (
   entity text,
   id uuid,

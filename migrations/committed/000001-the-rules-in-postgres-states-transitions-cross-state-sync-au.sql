@@ -1,9 +1,6 @@
 --! Previous: -
---! Hash: sha1:e6247a375437a4f2195e4f3550c62361499ae7da
+--! Hash: sha1:c9f47ecc12899582ff39437372c919db9318e439
 --! Message: The rules in Postgres: states, transitions, cross-state sync, audit log, flow steps
-
--- Re-runnable while in development: start from nothing.
-drop schema if exists app_public, app_hidden, app_private cascade;
 
 --! Included 00_schemas.sql
 -- Three schemas, as in graphile/starter:
@@ -575,7 +572,7 @@ insert into app_hidden.session_form_requirements (session_state, forms_complete_
 -- runs it in the same transaction as any change to the rules. (A test checks
 -- each function against its table for every combination of states.)
 
-create function app_private.compile_rules() returns void
+create or replace function app_private.compile_rules() returns void
 language plpgsql
 as $$
 declare
@@ -637,7 +634,7 @@ $$;
 comment on function app_private.compile_rules() is
   'Regenerates the compiled rule functions (is_transition, …) from the rules tables.';
 
-create function app_private.tg_rules__compile() returns trigger
+create or replace function app_private.tg_rules__compile() returns trigger
 language plpgsql
 as $$
 begin
@@ -656,7 +653,7 @@ begin
     'app_hidden.session_form_requirements', 'app_hidden.payment_state_actions'
   ] loop
     execute format(
-      'create trigger _900_compile_rules after insert or update or delete or truncate on %s
+      'create or replace trigger _900_compile_rules after insert or update or delete or truncate on %s
          for each statement execute function app_private.tg_rules__compile()', v_table);
   end loop;
 end;
@@ -670,7 +667,7 @@ select app_private.compile_rules();
 -- in app_hidden.error_codes, its SQLSTATE, a message in the reference's
 -- words, and a machine-readable detail (JSON: the code, the entity, and the
 -- allowed alternatives), which the API passes on to its clients.
-create function app_private.raise_error(code text, message text, detail jsonb default '{}', hint text default null)
+create or replace function app_private.raise_error(code text, message text, detail jsonb default '{}', hint text default null)
 returns void
 language plpgsql
 as $$
@@ -706,7 +703,7 @@ comment on function app_private.raise_error(text, text, jsonb, text) is
 -- Whether from → to is allowed for an entity, and if not, the error the
 -- triggers raise for it. The triggers, the DBA's explain_entity and the API's
 -- validation queries all answer from here.
-create function app_hidden.check_transition(entity_type text, from_state text, to_state text)
+create or replace function app_hidden.check_transition(entity_type text, from_state text, to_state text)
 returns table (allowed boolean, code text, reason text, message text, allowed_states text[])
 language sql
 stable
@@ -742,7 +739,7 @@ comment on function app_hidden.check_transition(text, text, text) is
   'Whether an entity may change from one state to another; if not, the error code, reason and message.';
 
 -- The open (incomplete) required forms of a session, by key.
-create function app_hidden.open_forms(session_id uuid)
+create or replace function app_hidden.open_forms(session_id uuid)
 returns text[]
 language sql
 stable
@@ -754,7 +751,7 @@ $$;
 
 -- Ids, and the session a row belongs to, never change: the rules and the
 -- audit log are kept per session.
-create function app_private.tg__immutable_keys() returns trigger
+create or replace function app_private.tg__immutable_keys() returns trigger
 language plpgsql
 as $$
 begin
@@ -768,7 +765,7 @@ end;
 $$;
 
 -- Flow rows are never deleted: a session is cancelled, and its history stays.
-create function app_private.tg__refuse_delete() returns trigger
+create or replace function app_private.tg__refuse_delete() returns trigger
 language plpgsql
 as $$
 begin
@@ -785,7 +782,7 @@ $$;
 -- owner (who runs the migrations), so triggers refuse UPDATE, DELETE and
 -- TRUNCATE to everybody. (A superuser can still disable triggers; the
 -- README says how that is detected.)
-create function app_private.tg_audit_entries__append_only() returns trigger
+create or replace function app_private.tg_audit_entries__append_only() returns trigger
 language plpgsql
 as $$
 begin
@@ -796,9 +793,9 @@ begin
   return null;
 end;
 $$;
-create trigger _100_append_only before update or delete on app_public.audit_entries
+create or replace trigger _100_append_only before update or delete on app_public.audit_entries
   for each row execute function app_private.tg_audit_entries__append_only();
-create trigger _110_append_only before truncate on app_public.audit_entries
+create or replace trigger _110_append_only before truncate on app_public.audit_entries
   for each statement execute function app_private.tg_audit_entries__append_only();
 --! EndIncluded 32_audit_append_only.sql
 --! Included 33_cross_state_sync.sql
@@ -812,7 +809,7 @@ create trigger _110_append_only before truncate on app_public.audit_entries
 
 -- The rules a session breaks when its entities are in the given states. The
 -- forms rule reads the session's forms as they are.
-create function app_hidden.flow_violations(session_id uuid, session_state text, payment_state text, video_state text)
+create or replace function app_hidden.flow_violations(session_id uuid, session_state text, payment_state text, video_state text)
 returns table (rule text, message text, detail jsonb)
 language sql
 stable
@@ -871,7 +868,7 @@ comment on function app_hidden.flow_violations(uuid, text, text, text) is
   'The cross-state rules a session breaks when its session, payment and video call are in the given states.';
 
 -- The rules a session breaks as it is now.
-create function app_hidden.session_violations(id uuid)
+create or replace function app_hidden.session_violations(id uuid)
 returns table (session_id uuid, rule text, message text, detail jsonb)
 language sql
 stable
@@ -891,7 +888,7 @@ comment on function app_hidden.session_violations(uuid) is
 -- row whose session is missing or whose status is no state of its machine.
 -- Data loaded with triggers off (session_replication_role = replica), or a
 -- rule changed after the fact, shows up here. Empty on a healthy database.
-create view app_hidden.integrity_violations as
+create or replace view app_hidden.integrity_violations as
   select v.session_id, v.rule, v.message, v.detail
   from app_public.sessions s
   cross join lateral app_hidden.session_violations(s.id) v
@@ -950,7 +947,7 @@ comment on view app_hidden.integrity_violations is
 -- (it could not have entered it otherwise); a form row cannot judge the form
 -- it adds, so it always queues the check and turns the skipping off.
 
-create function app_private.tg__status_change() returns trigger
+create or replace function app_private.tg__status_change() returns trigger
 language plpgsql
 as $$
 declare
@@ -1070,7 +1067,7 @@ comment on function app_private.tg__status_change() is
 -- flow_violations names is raised. Skipped when the transaction's last change
 -- left this session in sync (see above); the compiled rules answer the usual
 -- case.
-create function app_private.tg__check_flow_sync() returns trigger
+create or replace function app_private.tg__check_flow_sync() returns trigger
 language plpgsql
 as $$
 declare
@@ -1108,70 +1105,54 @@ begin
 end;
 $$;
 
--- The triggers of the four flow tables. Their names give their order.
-create trigger _100_immutable_keys before update of id on app_public.sessions
-  for each row when (old.id is distinct from new.id)
-  execute function app_private.tg__immutable_keys();
-create trigger _200_check_initial_status before insert on app_public.sessions
-  for each row execute function app_private.tg__status_change('session');
-create trigger _210_check_status_change before update of status on app_public.sessions
-  for each row execute function app_private.tg__status_change('session');
-create trigger _300_refuse_delete before delete on app_public.sessions
-  for each row execute function app_private.tg__refuse_delete();
-create trigger _310_refuse_truncate before truncate on app_public.sessions
-  for each statement execute function app_private.tg__refuse_delete();
-create constraint trigger _900_check_flow_sync after insert or update of status on app_public.sessions
-  deferrable initially deferred for each row
-  when (current_setting('flow.sync', true) = '!')
-  execute function app_private.tg__check_flow_sync('session');
-
-create trigger _100_immutable_keys before update of id, session_id on app_public.payments
-  for each row when (old.id is distinct from new.id or old.session_id is distinct from new.session_id)
-  execute function app_private.tg__immutable_keys();
-create trigger _200_check_initial_status before insert on app_public.payments
-  for each row execute function app_private.tg__status_change('payment');
-create trigger _210_check_status_change before update of status on app_public.payments
-  for each row execute function app_private.tg__status_change('payment');
-create trigger _300_refuse_delete before delete on app_public.payments
-  for each row execute function app_private.tg__refuse_delete();
-create trigger _310_refuse_truncate before truncate on app_public.payments
-  for each statement execute function app_private.tg__refuse_delete();
-create constraint trigger _900_check_flow_sync after insert or update of status on app_public.payments
-  deferrable initially deferred for each row
-  when (current_setting('flow.sync', true) = '!')
-  execute function app_private.tg__check_flow_sync('payment');
-
-create trigger _100_immutable_keys before update of id, session_id on app_public.video_calls
-  for each row when (old.id is distinct from new.id or old.session_id is distinct from new.session_id)
-  execute function app_private.tg__immutable_keys();
-create trigger _200_check_initial_status before insert on app_public.video_calls
-  for each row execute function app_private.tg__status_change('video');
-create trigger _210_check_status_change before update of status on app_public.video_calls
-  for each row execute function app_private.tg__status_change('video');
-create trigger _300_refuse_delete before delete on app_public.video_calls
-  for each row execute function app_private.tg__refuse_delete();
-create trigger _310_refuse_truncate before truncate on app_public.video_calls
-  for each statement execute function app_private.tg__refuse_delete();
-create constraint trigger _900_check_flow_sync after insert or update of status on app_public.video_calls
-  deferrable initially deferred for each row
-  when (current_setting('flow.sync', true) = '!')
-  execute function app_private.tg__check_flow_sync('video');
-
-create trigger _100_immutable_keys before update of id, session_id on app_public.session_forms
-  for each row when (old.id is distinct from new.id or old.session_id is distinct from new.session_id)
-  execute function app_private.tg__immutable_keys();
-create trigger _200_check_initial_status before insert on app_public.session_forms
-  for each row execute function app_private.tg__status_change('form');
-create trigger _210_check_status_change before update of status on app_public.session_forms
-  for each row execute function app_private.tg__status_change('form');
-create trigger _300_refuse_delete before delete on app_public.session_forms
-  for each row execute function app_private.tg__refuse_delete();
-create trigger _310_refuse_truncate before truncate on app_public.session_forms
-  for each statement execute function app_private.tg__refuse_delete();
-create constraint trigger _900_check_flow_sync after insert or update of status on app_public.session_forms
-  deferrable initially deferred for each row
-  when (current_setting('flow.sync', true) = '!')
-  execute function app_private.tg__check_flow_sync('form');
+-- The triggers of the four flow tables, the same on each. Their names give
+-- their order:
+--   _100_immutable_keys        before update of id (, session_id)  tg__immutable_keys
+--   _200_check_initial_status  before insert                       tg__status_change(entity)
+--   _210_check_status_change   before update of status             tg__status_change(entity)
+--   _300_refuse_delete         before delete                       tg__refuse_delete
+--   _310_refuse_truncate       before truncate (statement)         tg__refuse_delete
+--   _900_check_flow_sync       after insert or update of status, deferred to commit,
+--                              when the change left the session out of sync
+do $$
+declare
+  v_table text;
+  v_entity text;
+  v_keys text;
+begin
+  for v_table, v_entity in values
+    ('app_public.sessions', 'session'), ('app_public.payments', 'payment'),
+    ('app_public.video_calls', 'video'), ('app_public.session_forms', 'form')
+  loop
+    v_keys := case when v_entity = 'session' then 'id' else 'id, session_id' end;
+    execute format(
+      'create or replace trigger _100_immutable_keys before update of %2$s on %1$s
+         for each row when (%3$s) execute function app_private.tg__immutable_keys()',
+      v_table, v_keys,
+      case when v_entity = 'session' then 'old.id is distinct from new.id'
+           else 'old.id is distinct from new.id or old.session_id is distinct from new.session_id' end);
+    execute format(
+      'create or replace trigger _200_check_initial_status before insert on %s
+         for each row execute function app_private.tg__status_change(%L)', v_table, v_entity);
+    execute format(
+      'create or replace trigger _210_check_status_change before update of status on %s
+         for each row execute function app_private.tg__status_change(%L)', v_table, v_entity);
+    execute format(
+      'create or replace trigger _300_refuse_delete before delete on %s
+         for each row execute function app_private.tg__refuse_delete()', v_table);
+    execute format(
+      'create or replace trigger _310_refuse_truncate before truncate on %s
+         for each statement execute function app_private.tg__refuse_delete()', v_table);
+    -- (CREATE OR REPLACE does not cover constraint triggers.)
+    execute format('drop trigger if exists _900_check_flow_sync on %s', v_table);
+    execute format(
+      'create constraint trigger _900_check_flow_sync after insert or update of status on %s
+         deferrable initially deferred for each row
+         when (current_setting(''flow.sync'', true) = ''!'')
+         execute function app_private.tg__check_flow_sync(%L)', v_table, v_entity);
+  end loop;
+end;
+$$;
 --! EndIncluded 34_status_change_trigger.sql
 --! Included 40_flow_steps.sql
 -- The flow steps: each is one call, so one transaction, that leaves every rule
@@ -1182,7 +1163,7 @@ create constraint trigger _900_check_flow_sync after insert or update of status 
 
 -- Marks the changes that follow as made by a flow step (audit_entries.step),
 -- and records the caller's reason when one is given.
-create function app_private.begin_step(step text, reason text default null)
+create or replace function app_private.begin_step(step text, reason text default null)
 returns void
 language sql
 as $$
@@ -1190,7 +1171,7 @@ as $$
   select set_config('flow.reason', begin_step.reason, true) where begin_step.reason is not null;
 $$;
 
-create function app_private.end_step()
+create or replace function app_private.end_step()
 returns void
 language sql
 as $$
@@ -1198,7 +1179,7 @@ as $$
 $$;
 
 -- Locks the session and returns it; NOT_FOUND when there is none.
-create function app_private.lock_session(session_id uuid)
+create or replace function app_private.lock_session(session_id uuid)
 returns app_public.sessions
 language plpgsql
 as $$
@@ -1215,7 +1196,7 @@ begin
 end;
 $$;
 
-create function app_private.set_session_status(session_id uuid, status text)
+create or replace function app_private.set_session_status(session_id uuid, status text)
 returns void
 language sql
 as $$
@@ -1223,7 +1204,7 @@ as $$
   where s.id = set_session_status.session_id;
 $$;
 
-create function app_private.set_payment_status(session_id uuid, status text)
+create or replace function app_private.set_payment_status(session_id uuid, status text)
 returns void
 language sql
 as $$
@@ -1231,7 +1212,7 @@ as $$
   where p.session_id = set_payment_status.session_id;
 $$;
 
-create function app_private.set_video_status(session_id uuid, status text)
+create or replace function app_private.set_video_status(session_id uuid, status text)
 returns void
 language sql
 as $$
@@ -1240,7 +1221,7 @@ as $$
 $$;
 
 -- Ends the call of a session that is closing, when it is not over already.
-create function app_private.end_call(session_id uuid)
+create or replace function app_private.end_call(session_id uuid)
 returns void
 language sql
 as $$
@@ -1248,7 +1229,7 @@ as $$
   where v.session_id = end_call.session_id and v.status in ('waiting_for_participants', 'active', 'failed');
 $$;
 
-create function app_private.step_result(session_id uuid)
+create or replace function app_private.step_result(session_id uuid)
 returns app_public.sessions
 language sql
 as $$
@@ -1258,7 +1239,7 @@ $$;
 
 -- Turns a check or not-null violation into INVALID_ARGUMENT. The rule stays
 -- in the table's constraint; the constraint's comment is the message.
-create function app_private.raise_invalid_argument(schema_name text, table_name text, constraint_name text, column_name text)
+create or replace function app_private.raise_invalid_argument(schema_name text, table_name text, constraint_name text, column_name text)
 returns void
 language plpgsql
 as $$
@@ -1283,7 +1264,7 @@ $$;
 
 -- 1. The client requests a session: session requested, payment pending, call
 --    not started, and one pending form per required form key.
-create function app_public.request_session(
+create or replace function app_public.request_session(
   client_id uuid,
   therapist_id uuid,
   scheduled_at timestamptz,
@@ -1331,7 +1312,7 @@ comment on function app_public.request_session(uuid, uuid, timestamptz, integer,
   'Requests a session: the session is requested, its payment pending, its call not started, and its forms pending.';
 
 -- 2. The therapist approves the request.
-create function app_public.approve_session(session_id uuid)
+create or replace function app_public.approve_session(session_id uuid)
 returns app_public.sessions
 language plpgsql
 as $$
@@ -1346,7 +1327,7 @@ comment on function app_public.approve_session(uuid) is 'Approves a requested se
 
 -- 3. The client pays: payment initiated and session payment_pending together.
 --    After a failure the same step is the retry (payment failed → initiated).
-create function app_public.initiate_payment(session_id uuid)
+create or replace function app_public.initiate_payment(session_id uuid)
 returns app_public.sessions
 language plpgsql
 as $$
@@ -1369,7 +1350,7 @@ comment on function app_public.initiate_payment(uuid) is
 -- 4. The provider's outcome: confirmed → session paid, then forms_required
 --    (forms open) or ready; failed → payment failed, which raises the
 --    ALERT_CLIENT_RETRY required action (app_hidden.payment_state_actions).
-create function app_public.record_payment_outcome(session_id uuid, outcome text)
+create or replace function app_public.record_payment_outcome(session_id uuid, outcome text)
 returns app_public.sessions
 language plpgsql
 as $$
@@ -1397,7 +1378,7 @@ comment on function app_public.record_payment_outcome(uuid, text) is
   'Applies the payment provider''s outcome (confirmed or failed) to the payment and the session.';
 
 -- 5. A required form is completed; the last one makes a forms_required session ready.
-create function app_public.complete_form(form_id uuid)
+create or replace function app_public.complete_form(form_id uuid)
 returns app_public.sessions
 language plpgsql
 as $$
@@ -1427,7 +1408,7 @@ comment on function app_public.complete_form(uuid) is
 --    app_hidden.session_call_access, when the session's state does not allow
 --    it (UNPAID_ACCESS, FORMS_INCOMPLETE, SESSION_CLOSED). The call waits for
 --    participants (from not_started, or again after a failure).
-create function app_public.join_call(session_id uuid)
+create or replace function app_public.join_call(session_id uuid)
 returns app_public.sessions
 language plpgsql
 as $$
@@ -1456,7 +1437,7 @@ comment on function app_public.join_call(uuid) is
   'Joins the session''s video call; refused before payment, with forms open, or when the session is over.';
 
 -- 7. The therapist starts the session: session in_progress, call active.
-create function app_public.start_session(session_id uuid)
+create or replace function app_public.start_session(session_id uuid)
 returns app_public.sessions
 language plpgsql
 as $$
@@ -1474,7 +1455,7 @@ $$;
 comment on function app_public.start_session(uuid) is 'Starts a ready session: session in_progress, call active.';
 
 -- 8. The therapist completes the session: session completed, call ended.
-create function app_public.complete_session(session_id uuid)
+create or replace function app_public.complete_session(session_id uuid)
 returns app_public.sessions
 language plpgsql
 as $$
@@ -1490,7 +1471,7 @@ comment on function app_public.complete_session(uuid) is 'Completes a session in
 
 -- 9. Cancel: the session is cancelled; money taken is refunded, a payment not
 --    yet taken is cancelled; a call under way ends.
-create function app_public.cancel_session(session_id uuid, reason text default null)
+create or replace function app_public.cancel_session(session_id uuid, reason text default null)
 returns app_public.sessions
 language plpgsql
 as $$
@@ -1509,7 +1490,7 @@ comment on function app_public.cancel_session(uuid, text) is
   'Cancels a session: a confirmed payment is refunded, any other open payment cancelled, a call under way ended.';
 
 -- 10. No-show (D1): the client's keeps the payment; the therapist's refunds it.
-create function app_public.mark_no_show(session_id uuid, party text)
+create or replace function app_public.mark_no_show(session_id uuid, party text)
 returns app_public.sessions
 language plpgsql
 as $$
@@ -1535,7 +1516,7 @@ comment on function app_public.mark_no_show(uuid, text) is
 
 -- 11. Refund a confirmed payment. A session whose state does not allow a
 --     refunded payment (app_hidden.payment_session_sync) is cancelled with it.
-create function app_public.refund_payment(session_id uuid, reason text default null)
+create or replace function app_public.refund_payment(session_id uuid, reason text default null)
 returns app_public.sessions
 language plpgsql
 as $$
@@ -1559,7 +1540,7 @@ comment on function app_public.refund_payment(uuid, text) is
   'Refunds a confirmed payment; a session still open is cancelled with it.';
 
 -- 12. The video provider reports that the call failed (D2); joining again retries it.
-create function app_public.report_call_failure(session_id uuid)
+create or replace function app_public.report_call_failure(session_id uuid)
 returns app_public.sessions
 language plpgsql
 as $$
@@ -1581,7 +1562,7 @@ comment on function app_public.report_call_failure(uuid) is
 -- allowed, what the other entities of the session must do in the same
 -- transaction for the commit-time rules to hold (the states they can reach
 -- in one step that the rules allow with it).
-create function app_hidden.explain_entity(entity_type text, entity_id uuid)
+create or replace function app_hidden.explain_entity(entity_type text, entity_id uuid)
 returns table (
   entity text,
   id uuid,

@@ -25,8 +25,7 @@ export function withDatabase(url: string, database: string, user?: { name: strin
  * and returns the owner's connection string to that database.
  */
 export async function ensureDatabase(rootUrl: string, database: string): Promise<string> {
-  const client = new pg.Client({ connectionString: rootUrl });
-  await client.connect();
+  const client = await connectWhenReady(rootUrl);
   try {
     const role = await client.query('select 1 from pg_roles where rolname = $1', [OWNER_ROLE]);
     if (role.rowCount === 0) {
@@ -42,10 +41,28 @@ export async function ensureDatabase(rootUrl: string, database: string): Promise
   return withDatabase(rootUrl, database, { name: OWNER_ROLE, password: LOCAL_OWNER_PASSWORD });
 }
 
+/**
+ * Connects, waiting up to `timeoutMs` for a server that is still starting up
+ * (connection refused, or "the database system is starting up").
+ */
+export async function connectWhenReady(url: string, timeoutMs = 15_000): Promise<pg.Client> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const client = new pg.Client({ connectionString: url });
+    try {
+      await client.connect();
+      return client;
+    } catch (err) {
+      const code = (err as { code?: string }).code;
+      if (Date.now() > deadline || (code !== 'ECONNREFUSED' && code !== '57P03')) throw err;
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+  }
+}
+
 /** Drops the database when it exists (tests start from an empty one). */
 export async function dropDatabase(rootUrl: string, database: string): Promise<void> {
-  const client = new pg.Client({ connectionString: rootUrl });
-  await client.connect();
+  const client = await connectWhenReady(rootUrl);
   try {
     await client.query(`drop database if exists ${pg.escapeIdentifier(database)} with (force)`);
   } finally {
