@@ -4,7 +4,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
-import { DbError, pool, requestSession, rolledBack, statuses } from '../helpers/db';
+import { asDbError, DbError, pool, requestSession, rolledBack, statuses } from '../helpers/db';
 
 let db: pg.Pool;
 beforeAll(() => { db = pool(); });
@@ -34,9 +34,7 @@ async function refused(client: Client, sessionId: string | null, fn: string, ...
   try {
     await call(client, fn, ...args);
   } catch (err) {
-    const e = err as pg.DatabaseError;
-    error = { sqlstate: e.code!, message: e.message, detail: e.detail ? JSON.parse(e.detail) : {}, code: undefined };
-    error.code = error.detail.code as string;
+    error = asDbError(err);
   }
   await client.query('rollback to savepoint step');
   if (!error) throw new Error(`${fn} was expected to be refused`);
