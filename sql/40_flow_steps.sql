@@ -2,7 +2,10 @@
 -- satisfied or changes nothing. They move the entities; the triggers decide
 -- whether a move is allowed, so no step repeats a rule. Each step locks the
 -- session row first (FOR NO KEY UPDATE): two steps on one session queue up
--- behind that lock instead of deadlocking on its payment or call.
+-- behind that lock instead of deadlocking on its payment or call. Then it
+-- checks who is calling (app_hidden.step_permissions). The steps run as the
+-- schema owner (SECURITY DEFINER, with a pinned search_path): the API's
+-- roles may read their rows but write nothing directly.
 
 -- Marks the changes that follow as made by a flow step (audit_entries.step),
 -- and records the caller's reason when one is given.
@@ -21,20 +24,25 @@ as $$
   select set_config('flow.step', '', true);
 $$;
 
--- Locks the session and returns it; NOT_FOUND when there is none.
-create or replace function app_private.lock_session(session_id uuid)
+drop function if exists app_private.lock_session(uuid); -- (before it took the step)
+
+-- Locks the session, checks that the caller may take the step on it
+-- (app_private.authorize), and returns it; NOT_FOUND when there is none.
+create or replace function app_private.lock_session(session_id uuid, step text)
 returns app_public.sessions
 language plpgsql
 as $$
 declare
   v_session app_public.sessions;
 begin
+  perform app_private.authorize(lock_session.step, null);
   select * into v_session from app_public.sessions s where s.id = lock_session.session_id for no key update;
   if not found then
     perform app_private.raise_error(
       'NOT_FOUND', format('Session not found: %s', lock_session.session_id),
       jsonb_build_object('entity', 'session', 'id', lock_session.session_id));
   end if;
+  perform app_private.authorize(lock_session.step, v_session);
   return v_session;
 end;
 $$;
@@ -118,6 +126,8 @@ create or replace function app_public.request_session(
 )
 returns app_public.sessions
 language plpgsql
+security definer
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_session app_public.sessions;
@@ -127,6 +137,9 @@ declare
   v_column text;
 begin
   perform app_private.begin_step('request_session');
+  v_session.client_id := request_session.client_id;
+  v_session.therapist_id := request_session.therapist_id;
+  perform app_private.authorize('request_session', v_session);
   if request_session.scheduled_at <= now() then
     perform app_private.raise_error(
       'INVALID_ARGUMENT',
@@ -158,10 +171,12 @@ comment on function app_public.request_session(uuid, uuid, timestamptz, integer,
 create or replace function app_public.approve_session(session_id uuid)
 returns app_public.sessions
 language plpgsql
+security definer
+set search_path = pg_catalog, pg_temp
 as $$
 begin
   perform app_private.begin_step('approve_session');
-  perform app_private.lock_session(approve_session.session_id);
+  perform app_private.lock_session(approve_session.session_id, 'approve_session');
   perform app_private.set_session_status(approve_session.session_id, 'approved');
   return app_private.step_result(approve_session.session_id);
 end;
@@ -173,12 +188,14 @@ comment on function app_public.approve_session(uuid) is 'Approves a requested se
 create or replace function app_public.initiate_payment(session_id uuid)
 returns app_public.sessions
 language plpgsql
+security definer
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_session app_public.sessions;
 begin
   perform app_private.begin_step('initiate_payment');
-  v_session := app_private.lock_session(initiate_payment.session_id);
+  v_session := app_private.lock_session(initiate_payment.session_id, 'initiate_payment');
   perform app_private.set_payment_status(initiate_payment.session_id, 'initiated');
   -- On a retry the session is payment_pending already.
   if v_session.status <> 'payment_pending' then
@@ -196,6 +213,8 @@ comment on function app_public.initiate_payment(uuid) is
 create or replace function app_public.record_payment_outcome(session_id uuid, outcome text)
 returns app_public.sessions
 language plpgsql
+security definer
+set search_path = pg_catalog, pg_temp
 as $$
 begin
   perform app_private.begin_step('record_payment_outcome');
@@ -205,7 +224,7 @@ begin
       format('Invalid argument outcome: %s. Allowed: [confirmed, failed]', coalesce(record_payment_outcome.outcome, 'null')),
       jsonb_build_object('argument', 'outcome', 'allowed', jsonb_build_array('confirmed', 'failed')));
   end if;
-  perform app_private.lock_session(record_payment_outcome.session_id);
+  perform app_private.lock_session(record_payment_outcome.session_id, 'record_payment_outcome');
   perform app_private.set_payment_status(record_payment_outcome.session_id, record_payment_outcome.outcome);
   if record_payment_outcome.outcome = 'confirmed' then
     perform app_private.set_session_status(record_payment_outcome.session_id, 'paid');
@@ -224,19 +243,22 @@ comment on function app_public.record_payment_outcome(uuid, text) is
 create or replace function app_public.complete_form(form_id uuid)
 returns app_public.sessions
 language plpgsql
+security definer
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_session_id uuid;
   v_session app_public.sessions;
 begin
   perform app_private.begin_step('complete_form');
+  perform app_private.authorize('complete_form', null);
   select f.session_id into v_session_id from app_public.session_forms f where f.id = complete_form.form_id;
   if v_session_id is null then
     perform app_private.raise_error(
       'NOT_FOUND', format('Form not found: %s', complete_form.form_id),
       jsonb_build_object('entity', 'form', 'id', complete_form.form_id));
   end if;
-  v_session := app_private.lock_session(v_session_id);
+  v_session := app_private.lock_session(v_session_id, 'complete_form');
   update app_public.session_forms f set status = 'completed' where f.id = complete_form.form_id;
   if v_session.status = 'forms_required' and cardinality(app_hidden.open_forms(v_session_id)) = 0 then
     perform app_private.set_session_status(v_session_id, 'ready');
@@ -254,13 +276,15 @@ comment on function app_public.complete_form(uuid) is
 create or replace function app_public.join_call(session_id uuid)
 returns app_public.sessions
 language plpgsql
+security definer
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_session app_public.sessions;
   v_access app_hidden.session_call_access;
 begin
   perform app_private.begin_step('join_call');
-  v_session := app_private.lock_session(join_call.session_id);
+  v_session := app_private.lock_session(join_call.session_id, 'join_call');
   select * into v_access from app_hidden.session_call_access a where a.session_state = v_session.status;
   if not coalesce(v_access.can_join_call, false) then
     perform app_private.raise_error(
@@ -283,10 +307,12 @@ comment on function app_public.join_call(uuid) is
 create or replace function app_public.start_session(session_id uuid)
 returns app_public.sessions
 language plpgsql
+security definer
+set search_path = pg_catalog, pg_temp
 as $$
 begin
   perform app_private.begin_step('start_session');
-  perform app_private.lock_session(start_session.session_id);
+  perform app_private.lock_session(start_session.session_id, 'start_session');
   perform app_private.set_session_status(start_session.session_id, 'in_progress');
   -- A call nobody has joined yet (or a failed one) goes through waiting_for_participants.
   update app_public.video_calls v set status = 'waiting_for_participants'
@@ -301,10 +327,12 @@ comment on function app_public.start_session(uuid) is 'Starts a ready session: s
 create or replace function app_public.complete_session(session_id uuid)
 returns app_public.sessions
 language plpgsql
+security definer
+set search_path = pg_catalog, pg_temp
 as $$
 begin
   perform app_private.begin_step('complete_session');
-  perform app_private.lock_session(complete_session.session_id);
+  perform app_private.lock_session(complete_session.session_id, 'complete_session');
   perform app_private.set_session_status(complete_session.session_id, 'completed');
   perform app_private.end_call(complete_session.session_id);
   return app_private.step_result(complete_session.session_id);
@@ -317,10 +345,12 @@ comment on function app_public.complete_session(uuid) is 'Completes a session in
 create or replace function app_public.cancel_session(session_id uuid, reason text default null)
 returns app_public.sessions
 language plpgsql
+security definer
+set search_path = pg_catalog, pg_temp
 as $$
 begin
   perform app_private.begin_step('cancel_session', cancel_session.reason);
-  perform app_private.lock_session(cancel_session.session_id);
+  perform app_private.lock_session(cancel_session.session_id, 'cancel_session');
   perform app_private.set_session_status(cancel_session.session_id, 'cancelled');
   update app_public.payments p
   set status = case when p.status = 'confirmed' then 'refunded' else 'cancelled' end
@@ -336,6 +366,8 @@ comment on function app_public.cancel_session(uuid, text) is
 create or replace function app_public.mark_no_show(session_id uuid, party text)
 returns app_public.sessions
 language plpgsql
+security definer
+set search_path = pg_catalog, pg_temp
 as $$
 begin
   perform app_private.begin_step('mark_no_show');
@@ -345,7 +377,7 @@ begin
       format('Invalid argument party: %s. Allowed: [client, therapist]', coalesce(mark_no_show.party, 'null')),
       jsonb_build_object('argument', 'party', 'allowed', jsonb_build_array('client', 'therapist')));
   end if;
-  perform app_private.lock_session(mark_no_show.session_id);
+  perform app_private.lock_session(mark_no_show.session_id, 'mark_no_show:' || mark_no_show.party);
   perform app_private.set_session_status(mark_no_show.session_id, 'no_show_' || mark_no_show.party);
   if mark_no_show.party = 'therapist' then
     perform app_private.set_payment_status(mark_no_show.session_id, 'refunded');
@@ -362,12 +394,14 @@ comment on function app_public.mark_no_show(uuid, text) is
 create or replace function app_public.refund_payment(session_id uuid, reason text default null)
 returns app_public.sessions
 language plpgsql
+security definer
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_session app_public.sessions;
 begin
   perform app_private.begin_step('refund_payment', refund_payment.reason);
-  v_session := app_private.lock_session(refund_payment.session_id);
+  v_session := app_private.lock_session(refund_payment.session_id, 'refund_payment');
   perform app_private.set_payment_status(refund_payment.session_id, 'refunded');
   if not exists (
     select 1 from app_hidden.payment_session_sync r
@@ -386,10 +420,12 @@ comment on function app_public.refund_payment(uuid, text) is
 create or replace function app_public.report_call_failure(session_id uuid)
 returns app_public.sessions
 language plpgsql
+security definer
+set search_path = pg_catalog, pg_temp
 as $$
 begin
   perform app_private.begin_step('report_call_failure');
-  perform app_private.lock_session(report_call_failure.session_id);
+  perform app_private.lock_session(report_call_failure.session_id, 'report_call_failure');
   perform app_private.set_video_status(report_call_failure.session_id, 'failed');
   return app_private.step_result(report_call_failure.session_id);
 end;

@@ -1,14 +1,19 @@
 /*
- * Creates what the schema needs before migrations can run: the owner role and
- * the database. It needs a superuser (or CREATEROLE + CREATEDB) connection; on
+ * Creates what the schema needs before migrations can run: the roles (the
+ * schema owner, the API's authenticator and the API roles) and the database. It needs a superuser (or CREATEROLE + CREATEDB) connection; on
  * a server you run yourself, do the same by hand (README, "Roles").
  */
 import pg from 'pg';
 
 /** The role that owns the schema and runs the migrations. */
 export const OWNER_ROLE = 'flow_owner';
-/** Its password on the embedded and test servers only (they listen on 127.0.0.1). */
+/** The role the API connects as; it can do nothing until it takes one of the API roles. */
+export const AUTHENTICATOR_ROLE = 'flow_authenticator';
+/** The roles the API runs requests as (sql/60_grants_and_rls.sql says what each may do). */
+export const API_ROLES = ['flow_anonymous', 'flow_client', 'flow_therapist', 'flow_admin', 'flow_payment_provider'];
+/** Passwords on the embedded and test servers only (they listen on 127.0.0.1). */
 const LOCAL_OWNER_PASSWORD = 'flow_owner';
+const LOCAL_AUTHENTICATOR_PASSWORD = 'flow_authenticator';
 
 export function withDatabase(url: string, database: string, user?: { name: string; password: string }): string {
   const u = new URL(url);
@@ -27,10 +32,16 @@ export function withDatabase(url: string, database: string, user?: { name: strin
 export async function ensureDatabase(rootUrl: string, database: string): Promise<string> {
   const client = await connectWhenReady(rootUrl);
   try {
-    const role = await client.query('select 1 from pg_roles where rolname = $1', [OWNER_ROLE]);
-    if (role.rowCount === 0) {
-      await client.query(`create role ${OWNER_ROLE} login password '${LOCAL_OWNER_PASSWORD}'`);
-    }
+    const existing = new Set(
+      (await client.query('select rolname from pg_roles where rolname like $1', ['flow\\_%'])).rows.map((r) => r.rolname),
+    );
+    const create = async (role: string, options: string) => {
+      if (!existing.has(role)) await client.query(`create role ${role} ${options}`);
+    };
+    await create(OWNER_ROLE, `login password '${LOCAL_OWNER_PASSWORD}'`);
+    await create(AUTHENTICATOR_ROLE, `login noinherit password '${LOCAL_AUTHENTICATOR_PASSWORD}'`);
+    for (const role of API_ROLES) await create(role, 'nologin');
+    await client.query(`grant ${API_ROLES.join(', ')} to ${AUTHENTICATOR_ROLE}`);
     const db = await client.query('select 1 from pg_database where datname = $1', [database]);
     if (db.rowCount === 0) {
       await client.query(`create database ${pg.escapeIdentifier(database)} owner ${OWNER_ROLE}`);
@@ -39,6 +50,14 @@ export async function ensureDatabase(rootUrl: string, database: string): Promise
     await client.end();
   }
   return withDatabase(rootUrl, database, { name: OWNER_ROLE, password: LOCAL_OWNER_PASSWORD });
+}
+
+/** The authenticator's connection string to a database created by ensureDatabase. */
+export function localAuthenticatorUrl(ownerUrl: string): string {
+  const u = new URL(ownerUrl);
+  u.username = AUTHENTICATOR_ROLE;
+  u.password = LOCAL_AUTHENTICATOR_PASSWORD;
+  return u.toString();
 }
 
 /**

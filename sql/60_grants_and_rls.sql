@@ -1,0 +1,90 @@
+-- Privileges. The API connects as flow_authenticator (which can do nothing
+-- by itself: NOINHERIT) and runs each request as one of the API roles:
+--   flow_anonymous         no token: may read nothing;
+--   flow_client, flow_therapist, flow_admin
+--                          read the sessions row-level security lets them
+--                          see, and take the flow steps step_permissions
+--                          allows (the steps write as the schema owner);
+--   flow_payment_provider  records payment outcomes.
+-- The roles are cluster-wide; server/db/setup.ts creates them (README,
+-- "Roles"). The API roles own nothing and cannot bypass row-level security.
+
+-- Schemas: only app_public is reachable; app_hidden and app_private are
+-- used through the SECURITY DEFINER steps.
+revoke all on schema app_public, app_hidden, app_private from public;
+grant usage on schema app_public
+  to flow_anonymous, flow_client, flow_therapist, flow_admin, flow_payment_provider, flow_authenticator;
+
+-- Tables: read-only for the users who may read (every write goes through a
+-- flow step). Anonymous requests and the payment provider read nothing.
+revoke all on all tables in schema app_public from public;
+revoke all on all tables in schema app_public
+  from flow_anonymous, flow_client, flow_therapist, flow_admin, flow_payment_provider, flow_authenticator;
+grant select on
+  app_public.sessions, app_public.payments, app_public.video_calls, app_public.session_forms,
+  app_public.audit_entries, app_public.required_actions,
+  app_public.payment_states, app_public.session_states, app_public.video_call_states, app_public.form_states
+  to flow_client, flow_therapist, flow_admin;
+-- The state lookup tables are the API's enums: it reads them when it starts.
+grant select on
+  app_public.payment_states, app_public.session_states, app_public.video_call_states, app_public.form_states
+  to flow_authenticator;
+
+-- Functions: nothing by default. Every flow step may be called by every API
+-- role: the step itself says who may take it (app_private.authorize), with
+-- a clear NOT_AUTHORIZED rather than a bare "permission denied".
+revoke all on all functions in schema app_public, app_hidden, app_private from public;
+grant execute on function app_public.current_user_id() to flow_client, flow_therapist, flow_admin, flow_payment_provider;
+do $$
+declare
+  v_fn regprocedure;
+begin
+  for v_fn in
+    select p.oid::regprocedure
+    from pg_proc p join pg_namespace n on n.oid = p.pronamespace and n.nspname = 'app_public'
+    where p.prorettype = 'app_public.sessions'::regtype
+  loop
+    execute format('grant execute on function %s to flow_anonymous, flow_client, flow_therapist, flow_admin, flow_payment_provider', v_fn);
+  end loop;
+end;
+$$;
+
+-- Row-level security on every table of app_public. (The schema owner, who
+-- runs the flow steps and the triggers, is not subject to it.)
+do $$
+declare
+  v_table text;
+begin
+  foreach v_table in array array[
+    'sessions', 'payments', 'video_calls', 'session_forms', 'audit_entries', 'required_actions',
+    'payment_states', 'session_states', 'video_call_states', 'form_states'
+  ] loop
+    execute format('alter table app_public.%I enable row level security', v_table);
+    execute format('drop policy if exists select_visible on app_public.%I', v_table);
+  end loop;
+end;
+$$;
+
+-- A client sees their sessions, a therapist theirs, an admin all...
+create policy select_visible on app_public.sessions for select
+  using (app_private.can_see_session(client_id, therapist_id));
+-- ...and everything under them.
+create policy select_visible on app_public.payments for select
+  using (exists (select 1 from app_public.sessions s where s.id = session_id));
+create policy select_visible on app_public.video_calls for select
+  using (exists (select 1 from app_public.sessions s where s.id = session_id));
+create policy select_visible on app_public.session_forms for select
+  using (exists (select 1 from app_public.sessions s where s.id = session_id));
+create policy select_visible on app_public.audit_entries for select
+  using (exists (select 1 from app_public.sessions s where s.id = session_id));
+create policy select_visible on app_public.required_actions for select
+  using (exists (select 1 from app_public.sessions s where s.id = session_id));
+-- The states are no secret to anyone who may read.
+create policy select_visible on app_public.payment_states for select using (true);
+create policy select_visible on app_public.session_states for select using (true);
+create policy select_visible on app_public.video_call_states for select using (true);
+create policy select_visible on app_public.form_states for select using (true);
+
+grant execute on function app_private.can_see_session(uuid, uuid), app_private.current_api_role()
+  to flow_client, flow_therapist, flow_admin;
+grant usage on schema app_private to flow_client, flow_therapist, flow_admin;
