@@ -165,7 +165,7 @@ begin
 end;
 $$;
 comment on function app_public.request_session(uuid, uuid, timestamptz, integer, integer, text, text[]) is
-  'Requests a session: the session is requested, its payment pending, its call not started, and its forms pending.';
+  E'@resultFieldName session\nRequests a session: the session is requested, its payment pending, its call not started, and its forms pending.';
 
 -- 2. The therapist approves the request.
 create or replace function app_public.approve_session(session_id uuid)
@@ -181,7 +181,7 @@ begin
   return app_private.step_result(approve_session.session_id);
 end;
 $$;
-comment on function app_public.approve_session(uuid) is 'Approves a requested session.';
+comment on function app_public.approve_session(uuid) is E'@resultFieldName session\nApproves a requested session.';
 
 -- 3. The client pays: payment initiated and session payment_pending together.
 --    After a failure the same step is the retry (payment failed → initiated).
@@ -205,7 +205,7 @@ begin
 end;
 $$;
 comment on function app_public.initiate_payment(uuid) is
-  'Starts a payment (or retries a failed one): payment initiated, session payment_pending.';
+  E'@resultFieldName session\nStarts a payment (or retries a failed one): payment initiated, session payment_pending.';
 
 -- 4. The provider's outcome: confirmed → session paid, then forms_required
 --    (forms open) or ready; failed → payment failed, which raises the
@@ -237,7 +237,7 @@ begin
 end;
 $$;
 comment on function app_public.record_payment_outcome(uuid, text) is
-  'Applies the payment provider''s outcome (confirmed or failed) to the payment and the session.';
+  E'@resultFieldName session\nApplies the payment provider''s outcome (confirmed or failed) to the payment and the session.';
 
 -- 5. A required form is completed; the last one makes a forms_required session ready.
 create or replace function app_public.complete_form(form_id uuid)
@@ -267,7 +267,7 @@ begin
 end;
 $$;
 comment on function app_public.complete_form(uuid) is
-  'Completes a required intake form; completing the last one makes the session ready.';
+  E'@resultFieldName session\nCompletes a required intake form; completing the last one makes the session ready.';
 
 -- 6. A participant joins the call. Refused, with the code of
 --    app_hidden.session_call_access, when the session's state does not allow
@@ -301,7 +301,7 @@ begin
 end;
 $$;
 comment on function app_public.join_call(uuid) is
-  'Joins the session''s video call; refused before payment, with forms open, or when the session is over.';
+  E'@resultFieldName session\nJoins the session''s video call; refused before payment, with forms open, or when the session is over.';
 
 -- 7. The therapist starts the session: session in_progress, call active.
 create or replace function app_public.start_session(session_id uuid)
@@ -321,7 +321,7 @@ begin
   return app_private.step_result(start_session.session_id);
 end;
 $$;
-comment on function app_public.start_session(uuid) is 'Starts a ready session: session in_progress, call active.';
+comment on function app_public.start_session(uuid) is E'@resultFieldName session\nStarts a ready session: session in_progress, call active.';
 
 -- 8. The therapist completes the session: session completed, call ended.
 create or replace function app_public.complete_session(session_id uuid)
@@ -338,7 +338,7 @@ begin
   return app_private.step_result(complete_session.session_id);
 end;
 $$;
-comment on function app_public.complete_session(uuid) is 'Completes a session in progress: session completed, call ended.';
+comment on function app_public.complete_session(uuid) is E'@resultFieldName session\nCompletes a session in progress: session completed, call ended.';
 
 -- 9. Cancel: the session is cancelled; money taken is refunded, a payment not
 --    yet taken is cancelled; a call under way ends.
@@ -360,7 +360,7 @@ begin
 end;
 $$;
 comment on function app_public.cancel_session(uuid, text) is
-  'Cancels a session: a confirmed payment is refunded, any other open payment cancelled, a call under way ended.';
+  E'@resultFieldName session\nCancels a session: a confirmed payment is refunded, any other open payment cancelled, a call under way ended.';
 
 -- 10. No-show (D1): the client's keeps the payment; the therapist's refunds it.
 create or replace function app_public.mark_no_show(session_id uuid, party text)
@@ -387,7 +387,7 @@ begin
 end;
 $$;
 comment on function app_public.mark_no_show(uuid, text) is
-  'Marks a ready session as a no-show of the client (payment kept) or of the therapist (payment refunded).';
+  E'@resultFieldName session\nMarks a ready session as a no-show of the client (payment kept) or of the therapist (payment refunded).';
 
 -- 11. Refund a confirmed payment. A session whose state does not allow a
 --     refunded payment (app_hidden.payment_session_sync) is cancelled with it.
@@ -414,7 +414,7 @@ begin
 end;
 $$;
 comment on function app_public.refund_payment(uuid, text) is
-  'Refunds a confirmed payment; a session still open is cancelled with it.';
+  E'@resultFieldName session\nRefunds a confirmed payment; a session still open is cancelled with it.';
 
 -- 12. The video provider reports that the call failed (D2); joining again retries it.
 create or replace function app_public.report_call_failure(session_id uuid)
@@ -431,4 +431,4 @@ begin
 end;
 $$;
 comment on function app_public.report_call_failure(uuid) is
-  'Records that the session''s video call failed; joining again retries it.';
+  E'@resultFieldName session\nRecords that the session''s video call failed; joining again retries it.';

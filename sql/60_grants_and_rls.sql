@@ -9,14 +9,23 @@
 -- The roles are cluster-wide; server/db/setup.ts creates them (README,
 -- "Roles"). The API roles own nothing and cannot bypass row-level security.
 
+-- The API connects to this database as flow_authenticator (a database
+-- created by `graphile-migrate reset` lets nobody else connect).
+do $$
+begin
+  execute format('grant connect on database %I to flow_authenticator', current_database());
+end;
+$$;
+
 -- Schemas: only app_public is reachable; app_hidden and app_private are
 -- used through the SECURITY DEFINER steps.
 revoke all on schema app_public, app_hidden, app_private from public;
 grant usage on schema app_public
   to flow_anonymous, flow_client, flow_therapist, flow_admin, flow_payment_provider, flow_authenticator;
 
--- Tables: read-only for the users who may read (every write goes through a
--- flow step). Anonymous requests and the payment provider read nothing.
+-- Tables: read-only (every write goes through a flow step). Anonymous
+-- requests read nothing; the payment provider may query (its mutations
+-- return the session) but row-level security shows it no row.
 revoke all on all tables in schema app_public from public;
 revoke all on all tables in schema app_public
   from flow_anonymous, flow_client, flow_therapist, flow_admin, flow_payment_provider, flow_authenticator;
@@ -24,7 +33,7 @@ grant select on
   app_public.sessions, app_public.payments, app_public.video_calls, app_public.session_forms,
   app_public.audit_entries, app_public.required_actions,
   app_public.payment_states, app_public.session_states, app_public.video_call_states, app_public.form_states
-  to flow_client, flow_therapist, flow_admin;
+  to flow_client, flow_therapist, flow_admin, flow_payment_provider;
 -- The state lookup tables are the API's enums: it reads them when it starts.
 grant select on
   app_public.payment_states, app_public.session_states, app_public.video_call_states, app_public.form_states
@@ -86,5 +95,5 @@ create policy select_visible on app_public.video_call_states for select using (t
 create policy select_visible on app_public.form_states for select using (true);
 
 grant execute on function app_private.can_see_session(uuid, uuid), app_private.current_api_role()
-  to flow_client, flow_therapist, flow_admin;
-grant usage on schema app_private to flow_client, flow_therapist, flow_admin;
+  to flow_client, flow_therapist, flow_admin, flow_payment_provider;
+grant usage on schema app_private to flow_client, flow_therapist, flow_admin, flow_payment_provider;

@@ -6,6 +6,7 @@ import path from 'node:path';
 import { migrate, watch } from 'graphile-migrate';
 import { getSettings } from 'graphile-migrate/dist/commands/_common';
 import { clearAllPools } from 'graphile-migrate/dist/pgReal';
+import { withDatabase } from './setup';
 
 export const PROJECT_ROOT = path.resolve(__dirname, '..', '..');
 
@@ -17,12 +18,14 @@ export interface MigrateOptions {
   includeCurrent?: boolean;
 }
 
-export async function migrateDatabase(ownerUrl: string, rootUrl: string = ownerUrl, options: MigrateOptions = {}): Promise<void> {
+export async function migrateDatabase(ownerUrl: string, rootUrl?: string, options: MigrateOptions = {}): Promise<void> {
   const fileSettings = await getSettings({ configFile: path.join(PROJECT_ROOT, '.gmrc') });
   const settings = {
     ...fileSettings,
     connectionString: ownerUrl,
-    rootConnectionString: rootUrl,
+    // Only `graphile-migrate reset` uses a root connection; migrating needs none,
+    // but the settings must name one that differs from the owner's.
+    rootConnectionString: rootUrl ?? withDatabase(ownerUrl, 'postgres'),
     migrationsFolder: path.join(PROJECT_ROOT, 'migrations'),
   };
   try {

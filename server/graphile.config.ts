@@ -1,0 +1,69 @@
+/*
+ * The PostGraphile preset: the amber preset over app_public, served over HTTP
+ * and websockets at /graphql, with Ruru (GraphiQL) in development.
+ *   - Tables are read-only through GraphQL: every write is a flow step, which
+ *     PostGraphile exposes as a mutation (a VOLATILE function of app_public).
+ *   - Each request runs as the role its JWT names (server/auth.ts).
+ *   - Our own errors keep their code; every other one is masked (server/errors.ts).
+ */
+import { randomUUID } from 'node:crypto';
+import { makePgService } from 'postgraphile/adaptors/pg';
+import { SafeError } from 'postgraphile/grafast';
+import { PostGraphileAmberPreset } from 'postgraphile/presets/amber';
+import { AuthenticationError, identify, pgSettingsFor } from './auth';
+import type { ServerConfig } from './config';
+import { maskError } from './errors';
+
+export interface PresetOptions {
+  /** The authenticator's connection string: requests run through it. */
+  connectionString: string;
+  /** The schema owner's: PostGraphile reads the schema with it. */
+  ownerConnectionString: string;
+  config: ServerConfig;
+}
+
+export function makePreset({ connectionString, ownerConnectionString, config }: PresetOptions) {
+  return {
+    extends: [PostGraphileAmberPreset],
+    pgServices: [
+      makePgService({
+        connectionString,
+        superuserConnectionString: ownerConnectionString,
+        schemas: ['app_public'],
+      }),
+    ],
+    schema: {
+      // No generic CRUD that could write a status around the flow steps.
+      defaultBehavior: '-insert -update -delete',
+    },
+    gather: {
+      // A flow step's arguments without a default are required (non-null) in GraphQL.
+      pgStrictFunctions: true,
+    },
+    grafast: {
+      context(requestContext) {
+        let identity;
+        try {
+          // HTTP: the Authorization header; websockets: the connection's parameters.
+          const authorization = requestContext.http?.getHeader('authorization')
+            ?? (requestContext.ws?.normalizedConnectionParams?.authorization as string | undefined);
+          identity = identify(authorization, config.jwt);
+        } catch (err) {
+          if (err instanceof AuthenticationError) throw new SafeError(err.message, { code: 'INVALID_TOKEN' });
+          throw err;
+        }
+        return { pgSettings: pgSettingsFor(identity, requestContext.http?.getHeader('x-request-id') ?? randomUUID()) };
+      },
+    },
+    grafserv: {
+      port: config.port,
+      host: config.host,
+      graphqlPath: '/graphql',
+      websockets: true,
+      graphiql: !config.production,
+      graphiqlOnGraphQLGET: !config.production,
+      maxRequestLength: config.maxRequestBytes,
+      maskError,
+    },
+  } satisfies GraphileConfig.Preset;
+}
