@@ -11,6 +11,8 @@ export interface ServerConfig {
   maxRequestBytes: number;
   /** The deepest query accepted. */
   maxQueryDepth: number;
+  /** The most fields one operation may select. */
+  maxQueryCost: number;
 }
 
 /** A secret only for development: production mode refuses to start with it. */
@@ -21,6 +23,7 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): ServerConfig {
   const publicKey = env.JWT_PUBLIC_KEY;
   const secret = env.JWT_SECRET ?? (production ? undefined : DEVELOPMENT_JWT_SECRET);
   if (!publicKey && !secret) throw new Error('Set JWT_SECRET (HS256) or JWT_PUBLIC_KEY (RS256): production mode has no default.');
+  if (production && secret === DEVELOPMENT_JWT_SECRET) throw new Error('JWT_SECRET is the development secret: production mode refuses it.');
   return {
     port: Number(env.PORT ?? 5678),
     host: env.HOST ?? '127.0.0.1',
@@ -28,5 +31,6 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): ServerConfig {
     jwt: publicKey ? { algorithm: 'RS256', publicKey: publicKey.replace(/\\n/g, '\n') } : { algorithm: 'HS256', secret: secret! },
     maxRequestBytes: Number(env.MAX_REQUEST_BYTES ?? 100_000),
     maxQueryDepth: Number(env.MAX_QUERY_DEPTH ?? 10),
+    maxQueryCost: Number(env.MAX_QUERY_COST ?? 500),
   };
 }

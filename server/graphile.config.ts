@@ -13,6 +13,7 @@ import { PostGraphileAmberPreset } from 'postgraphile/presets/amber';
 import { AuthenticationError, identify, pgSettingsFor } from './auth';
 import type { ServerConfig } from './config';
 import { maskError } from './errors';
+import { makeHardeningPlugin } from './hardening';
 
 export interface PresetOptions {
   /** The authenticator's connection string: requests run through it. */
@@ -25,6 +26,7 @@ export interface PresetOptions {
 export function makePreset({ connectionString, ownerConnectionString, config }: PresetOptions) {
   return {
     extends: [PostGraphileAmberPreset],
+    plugins: [makeHardeningPlugin({ maxDepth: config.maxQueryDepth, maxCost: config.maxQueryCost, production: config.production })],
     pgServices: [
       makePgService({
         connectionString,
