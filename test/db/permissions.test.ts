@@ -7,30 +7,13 @@
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { asDbError, insertFlow, pool, rolledBack } from '../helpers/db';
+import { MAY, Role } from '../helpers/reference';
 
 let db: pg.Pool;
 beforeAll(() => { db = pool('superuser'); });
 afterAll(() => db.end());
 
-type Role = 'client' | 'therapist' | 'admin' | 'payment_provider' | 'anonymous';
 const ROLES: Role[] = ['client', 'therapist', 'admin', 'payment_provider', 'anonymous'];
-
-/** Written here independently of app_hidden.step_permissions: who may take each step, on own sessions or any. */
-const MAY: Record<string, Partial<Record<Role, 'own' | 'any'>>> = {
-  request_session: { client: 'own', admin: 'any' },
-  approve_session: { therapist: 'own', admin: 'any' },
-  initiate_payment: { client: 'own', admin: 'any' },
-  record_payment_outcome: { payment_provider: 'any' },
-  complete_form: { client: 'own', admin: 'any' },
-  join_call: { client: 'own', therapist: 'own' },
-  start_session: { therapist: 'own', admin: 'any' },
-  complete_session: { therapist: 'own', admin: 'any' },
-  cancel_session: { client: 'own', admin: 'any' },
-  'mark_no_show:client': { therapist: 'own', admin: 'any' },
-  'mark_no_show:therapist': { admin: 'any' },
-  refund_payment: { admin: 'any' },
-  report_call_failure: { client: 'own', therapist: 'own', admin: 'any' },
-};
 
 async function actAs(client: pg.ClientBase, role: Role, userId: string | null): Promise<void> {
   await client.query(`select set_config('role', $1, true), set_config('jwt.claims.user_id', $2, true)`, [`flow_${role}`, userId ?? '']);

@@ -160,3 +160,23 @@ export function transitionMessage(machine: Machine, from: string, to: string): {
   }
   return { code: 'INVALID_STATE_TRANSITION', reason: null, message: `Invalid ${machine} transition: ${from} → ${to}. Allowed: ${allowed}` };
 }
+
+export type Role = 'client' | 'therapist' | 'admin' | 'payment_provider' | 'anonymous';
+
+/** Who may take each flow step (issue 3), on their own sessions or on any; written here independently of app_hidden.step_permissions. */
+export const MAY: Record<string, Partial<Record<Role, 'own' | 'any'>>> = {
+  request_session: { client: 'own', admin: 'any' },
+  approve_session: { therapist: 'own', admin: 'any' },
+  initiate_payment: { client: 'own', admin: 'any' },
+  record_payment_outcome: { payment_provider: 'any' },
+  complete_form: { client: 'own', admin: 'any' },
+  join_call: { client: 'own', therapist: 'own' },
+  start_session: { therapist: 'own', admin: 'any' },
+  complete_session: { therapist: 'own', admin: 'any' },
+  cancel_session: { client: 'own', admin: 'any' },
+  'mark_no_show:client': { therapist: 'own', admin: 'any' },
+  'mark_no_show:therapist': { admin: 'any' },
+  refund_payment: { admin: 'any' },
+  report_call_failure: { client: 'own', therapist: 'own', admin: 'any' },
+};
+
