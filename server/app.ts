@@ -61,8 +61,9 @@ export async function startApp(options: { connectionString: string; ownerConnect
     url: `http://${options.config.host}:${port}`,
     async close() {
       // In-flight requests finish; then the listeners and every pool close.
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-      server.closeAllConnections?.();
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      await closed;
       await serv.release(); // (releases the PostGraphile instance too)
       // ...which leaves the pg pools open: release the services as well.
       for (const service of preset.pgServices) await service.release?.();

@@ -105,6 +105,12 @@ describe('refusals come back as errors a program can act on', () => {
     expect(missing.status).toBe(400);
   });
 
+  test('bad input: a value that is no state of the enum', async () => {
+    const res = await gql(app, client, '{ allSessions(condition: { status: teleported }) { totalCount } }');
+    expect(res.status).toBe(400);
+    expect(res.errors![0].message).toMatch(/SessionState/);
+  });
+
   test('a bad token is refused, not taken as anonymous', async () => {
     const res = await gql(app, null, '{ allSessions { totalCount } }', {}, { authorization: 'Bearer not.a.token' });
     expect(res.status).toBe(401);
