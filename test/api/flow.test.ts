@@ -105,10 +105,10 @@ describe('refusals come back as errors a program can act on', () => {
     expect(missing.status).toBe(400);
   });
 
-  test('bad input: a value that is no state of the enum', async () => {
-    const res = await gql(app, client, '{ allSessions(condition: { status: teleported }) { totalCount } }');
+  test('bad input: a value that is not in the enum', async () => {
+    const res = await gql(app, client, '{ allSessions(orderBy: TELEPORTED) { totalCount } }');
     expect(res.status).toBe(400);
-    expect(res.errors![0].message).toMatch(/SessionState/);
+    expect(res.errors![0].message).toMatch(/Value "TELEPORTED" does not exist in "SessionOrderBy" enum/);
   });
 
   test('a bad token is refused, not taken as anonymous', async () => {
