@@ -15,6 +15,7 @@
  */
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import http from 'node:http';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -56,6 +57,8 @@ const REQUEST_SQL = `select id, status from app_public.request_session($1, $2, '
 const STEP_NAMES = ['request', ...STEPS.map((s) => s.name)];
 
 type Latencies = Map<string, number[]>;
+// The load generator keeps its connections open, as a browser or autocannon does.
+const agent = new http.Agent({ keepAlive: true, maxSockets: CLIENTS });
 const time = async <T>(latencies: Latencies, name: string, fn: () => Promise<T>): Promise<T> => {
   const started = process.hrtime.bigint();
   const result = await fn();
@@ -65,16 +68,26 @@ const time = async <T>(latencies: Latencies, name: string, fn: () => Promise<T>)
 
 async function graphqlFlow(url: string, latencies: Latencies): Promise<void> {
   const people = { client: actor('client'), therapist: actor('therapist'), provider: actor('payment_provider') };
-  const post = async (who: Actor, query: string, variables: Record<string, unknown>) => {
-    const res = await fetch(url, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', authorization: `Bearer ${who.token}` },
-      body: JSON.stringify({ query, variables }),
+  const post = (who: Actor, query: string, variables: Record<string, unknown>) =>
+    new Promise<any>((resolve, reject) => {
+      const payload = JSON.stringify({ query, variables });
+      const req = http.request(url, {
+        method: 'POST',
+        agent,
+        headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload), authorization: `Bearer ${who.token}` },
+      }, (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (chunk) => { text += chunk; });
+        res.on('end', () => {
+          const body = JSON.parse(text);
+          if (body.errors) reject(new Error(JSON.stringify(body.errors)));
+          else resolve(body.data);
+        });
+      });
+      req.on('error', reject);
+      req.end(payload);
     });
-    const body = await res.json();
-    if (body.errors) throw new Error(JSON.stringify(body.errors));
-    return body.data;
-  };
   const created = await time(latencies, 'request', () => post(people.client, REQUEST_GRAPHQL, { client: people.client.id, therapist: people.therapist.id }));
   const id = created.requestSession.session.rowId;
   for (const step of STEPS) await time(latencies, step.name, () => post(people[step.who], step.graphql, { id }));

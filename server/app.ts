@@ -6,7 +6,7 @@ import { createServer, Server } from 'node:http';
 import pg from 'pg';
 import { postgraphile, PostGraphileInstance } from 'postgraphile';
 import { grafserv } from 'postgraphile/grafserv/node';
-import { AuthenticationError, identify } from './auth';
+import { AuthenticationError, identities, identify } from './auth';
 import type { ServerConfig } from './config';
 import { makePreset } from './graphile.config';
 
@@ -34,7 +34,7 @@ export async function startApp(options: { connectionString: string; ownerConnect
     }
     // A bad token is refused here, with 401, rather than run as anonymous.
     try {
-      identify(req.headers.authorization, options.config.jwt);
+      identities.set(req, identify(req.headers.authorization, options.config.jwt));
     } catch (err) {
       if (!(err instanceof AuthenticationError)) throw err;
       res.writeHead(401, { 'content-type': 'application/json', 'www-authenticate': 'Bearer' })

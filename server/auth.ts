@@ -22,6 +22,9 @@ export interface Identity {
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
+/** The identity of each HTTP request, verified once, when it arrives (server/app.ts). */
+export const identities = new WeakMap<object, Identity>();
+
 export function identify(authorization: string | undefined, config: ServerConfig['jwt']): Identity {
   if (!authorization) return { role: 'anonymous', userId: null };
   const match = /^Bearer\s+(\S+)$/i.exec(authorization);

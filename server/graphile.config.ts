@@ -10,7 +10,7 @@ import { randomUUID } from 'node:crypto';
 import { makePgService } from 'postgraphile/adaptors/pg';
 import { SafeError } from 'postgraphile/grafast';
 import { PostGraphileAmberPreset } from 'postgraphile/presets/amber';
-import { AuthenticationError, identify, pgSettingsFor } from './auth';
+import { AuthenticationError, identities, identify, pgSettingsFor } from './auth';
 import type { ServerConfig } from './config';
 import { maskError } from './errors';
 import { makeHardeningPlugin } from './hardening';
@@ -44,15 +44,15 @@ export function makePreset({ connectionString, ownerConnectionString, config }: 
     },
     grafast: {
       context(requestContext) {
-        let identity;
-        try {
-          // HTTP: the Authorization header; websockets: the connection's parameters.
-          const authorization = requestContext.http?.getHeader('authorization')
-            ?? (requestContext.ws?.normalizedConnectionParams?.authorization as string | undefined);
-          identity = identify(authorization, config.jwt);
-        } catch (err) {
-          if (err instanceof AuthenticationError) throw new SafeError(err.message, { code: 'INVALID_TOKEN' });
-          throw err;
+        // HTTP: verified as the request arrived (server/app.ts); websockets: the connection's parameters.
+        let identity = requestContext.node?.req ? identities.get(requestContext.node.req) : undefined;
+        if (!identity) {
+          try {
+            identity = identify(requestContext.ws?.normalizedConnectionParams?.authorization as string | undefined, config.jwt);
+          } catch (err) {
+            if (err instanceof AuthenticationError) throw new SafeError(err.message, { code: 'INVALID_TOKEN' });
+            throw err;
+          }
         }
         return { pgSettings: pgSettingsFor(identity, requestContext.http?.getHeader('x-request-id') ?? randomUUID()) };
       },
