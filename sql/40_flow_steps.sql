@@ -297,11 +297,42 @@ begin
     and exists (
       select 1 from app_hidden.transitions t
       where t.entity_type = 'video' and t.from_state = v.status and t.to_state = 'waiting_for_participants');
+  -- The caller is in the call now (a DBA joins nobody).
+  update app_public.video_calls v set participants = array_append(v.participants, app_private.current_api_role())
+  where v.session_id = join_call.session_id
+    and app_private.current_api_role() in ('client', 'therapist')
+    and not app_private.current_api_role() = any (v.participants);
   return app_private.step_result(join_call.session_id);
 end;
 $$;
 comment on function app_public.join_call(uuid) is
   E'@resultFieldName session\nJoins the session''s video call; refused before payment, with forms open, or when the session is over.';
+
+-- 6b. A participant leaves the call. The call's state does not change (it
+--     ends with the session; a dropped call is report_call_failure).
+create or replace function app_public.leave_call(session_id uuid)
+returns app_public.sessions
+language plpgsql
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_party text := app_private.current_api_role();
+begin
+  perform app_private.begin_step('leave_call');
+  perform app_private.lock_session(leave_call.session_id, 'leave_call');
+  update app_public.video_calls v set participants = array_remove(v.participants, v_party)
+  where v.session_id = leave_call.session_id and v_party = any (v.participants);
+  if not found then
+    perform app_private.raise_error(
+      'INVALID_ARGUMENT', format('Invalid argument session_id: the %s is not in this call', coalesce(v_party, 'caller')),
+      jsonb_build_object('argument', 'session_id', 'party', v_party));
+  end if;
+  return app_private.step_result(leave_call.session_id);
+end;
+$$;
+comment on function app_public.leave_call(uuid) is
+  E'@resultFieldName session\nLeaves the session''s video call; the call''s state does not change.';
 
 -- 7. The therapist starts the session: session in_progress, call active.
 create or replace function app_public.start_session(session_id uuid)

@@ -43,6 +43,16 @@ test('the canonical flow: request → approve → pay → forms → join → sta
   expect(ok(await gql(app, client, step('completeForm', 'formId: $id'), { id: intake.rowId }), 'completeForm').status).toBe('ready');
 
   expect(ok(await gql(app, client, step('joinCall', 'sessionId: $id'), { id }), 'joinCall').videoCallBySessionId.status).toBe('waiting_for_participants');
+  // Both join; one leaves and comes back: who is in the call changes, the call's state does not.
+  const participants = async () => (await gql(app, client, `query($id: UUID!) { sessionByRowId(rowId: $id) { videoCallBySessionId { status participants } } }`, { id }))
+    .data!.sessionByRowId.videoCallBySessionId;
+  await gql(app, therapist, step('joinCall', 'sessionId: $id'), { id });
+  expect(await participants()).toEqual({ status: 'waiting_for_participants', participants: ['client', 'therapist'] });
+  expect(ok(await gql(app, client, step('leaveCall', 'sessionId: $id'), { id }), 'leaveCall').videoCallBySessionId.status).toBe('waiting_for_participants');
+  expect(await participants()).toEqual({ status: 'waiting_for_participants', participants: ['therapist'] });
+  const again = await gql(app, client, step('leaveCall', 'sessionId: $id'), { id });
+  expect(again.errors![0]).toMatchObject({ message: 'Invalid argument session_id: the client is not in this call', extensions: { code: 'INVALID_ARGUMENT' } });
+  await gql(app, client, step('joinCall', 'sessionId: $id'), { id });
   expect(ok(await gql(app, therapist, step('startSession', 'sessionId: $id'), { id }), 'startSession'))
     .toMatchObject({ status: 'in_progress', videoCallBySessionId: { status: 'active' } });
   expect(ok(await gql(app, therapist, step('completeSession', 'sessionId: $id'), { id }), 'completeSession'))
@@ -51,7 +61,7 @@ test('the canonical flow: request → approve → pay → forms → join → sta
   // The audit log signs every change with the user and the request.
   const trail = await gql(app, client, `query($id: UUID!) { sessionByRowId(rowId: $id) { auditTrail { nodes { entityType newValue step actor requestId } } } }`, { id });
   const entries = trail.data!.sessionByRowId.auditTrail.nodes;
-  expect(entries.length).toBe(17);
+  expect(entries.length).toBe(17); // (joining and leaving change no state)
   expect(entries.find((e: any) => e.step === 'approve_session')).toMatchObject({ actor: `therapist:${therapist.id}`, newValue: 'approved' });
   expect(entries.every((e: any) => typeof e.requestId === 'string' && e.requestId.length > 0)).toBe(true);
 });

@@ -23,6 +23,7 @@ const MUTATION: Record<string, string> = {
   record_payment_outcome: 'mutation($id: UUID!) { recordPaymentOutcome(input: { sessionId: $id, outcome: "confirmed" }) { clientMutationId } }',
   complete_form: 'mutation($form: UUID!) { completeForm(input: { formId: $form }) { clientMutationId } }',
   join_call: 'mutation($id: UUID!) { joinCall(input: { sessionId: $id }) { clientMutationId } }',
+  leave_call: 'mutation($id: UUID!) { leaveCall(input: { sessionId: $id }) { clientMutationId } }',
   start_session: 'mutation($id: UUID!) { startSession(input: { sessionId: $id }) { clientMutationId } }',
   complete_session: 'mutation($id: UUID!) { completeSession(input: { sessionId: $id }) { clientMutationId } }',
   cancel_session: 'mutation($id: UUID!) { cancelSession(input: { sessionId: $id }) { clientMutationId } }',

@@ -171,6 +171,7 @@ export const MAY: Record<string, Partial<Record<Role, 'own' | 'any'>>> = {
   record_payment_outcome: { payment_provider: 'any' },
   complete_form: { client: 'own', admin: 'any' },
   join_call: { client: 'own', therapist: 'own' },
+  leave_call: { client: 'own', therapist: 'own' },
   start_session: { therapist: 'own', admin: 'any' },
   complete_session: { therapist: 'own', admin: 'any' },
   cancel_session: { client: 'own', admin: 'any' },
