@@ -27,18 +27,24 @@ as $$
 $$;
 comment on function app_public.current_user_id() is 'The id of the user making the request (from the JWT), or null.';
 
+-- Whether a session is the caller's own: a client's as its client, a
+-- therapist's as its therapist. Every "own" in the permissions means this.
+create or replace function app_private.owns_session(client_id uuid, therapist_id uuid) returns boolean
+language sql stable
+as $$
+  select coalesce(case app_private.current_api_role()
+    when 'client' then owns_session.client_id = app_public.current_user_id()
+    when 'therapist' then owns_session.therapist_id = app_public.current_user_id()
+  end, false);
+$$;
+
 -- Whether the caller may see a session's flow: admins every session, a
 -- client or a therapist their own. (The row-level security policies use it;
 -- a DBA is not subject to them.)
 create or replace function app_private.can_see_session(client_id uuid, therapist_id uuid) returns boolean
 language sql stable
 as $$
-  select case app_private.current_api_role()
-    when 'admin' then true
-    when 'client' then can_see_session.client_id = app_public.current_user_id()
-    when 'therapist' then can_see_session.therapist_id = app_public.current_user_id()
-    else false
-  end;
+  select app_private.current_api_role() = 'admin' or app_private.owns_session(can_see_session.client_id, can_see_session.therapist_id);
 $$;
 
 -- Refuses a step the caller may not take (app_hidden.step_permissions):
@@ -52,7 +58,6 @@ as $$
 declare
   v_role text := app_private.current_api_role();
   v_scope text;
-  v_own boolean;
 begin
   if v_role is null then
     return; -- a DBA
@@ -71,12 +76,7 @@ begin
   if v_scope = 'any' or authorize.session is null then
     return;
   end if;
-  v_own := case v_role
-    when 'client' then authorize.session.client_id = app_public.current_user_id()
-    when 'therapist' then authorize.session.therapist_id = app_public.current_user_id()
-    else false
-  end;
-  if v_own then
+  if app_private.owns_session(authorize.session.client_id, authorize.session.therapist_id) then
     return;
   end if;
   if authorize.session.id is null then
@@ -91,3 +91,5 @@ end;
 $$;
 comment on function app_private.authorize(text, app_public.sessions) is
   'Raises NOT_AUTHORIZED (or NOT_FOUND for a session not theirs) unless the caller may take the step.';
+
+grant execute on function app_private.owns_session(uuid, uuid) to flow_client, flow_therapist, flow_admin, flow_payment_provider;

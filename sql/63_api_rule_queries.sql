@@ -72,9 +72,7 @@ as $$
   left join app_public.video_calls call on call.session_id = session.id
   where (app_private.current_api_role() is null
          or (p.role = app_private.current_api_role()
-             and (p.scope = 'any'
-                  or (p.role = 'client' and session.client_id = app_public.current_user_id())
-                  or (p.role = 'therapist' and session.therapist_id = app_public.current_user_id()))))
+             and (p.scope = 'any' or app_private.owns_session(session.client_id, session.therapist_id))))
     and case fs.entity_type
           when 'session' then app_private.is_transition('session', session.status, fs.to_state)
           when 'payment' then app_private.is_transition('payment', pay.status, fs.to_state)
