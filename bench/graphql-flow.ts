@@ -142,7 +142,7 @@ async function main(): Promise<void> {
     const authenticatorUrl = localAuthenticatorUrl(ownerUrl);
     // The API in its own process, as in production; the load comes from this one.
     const port = await freePort();
-    const api = spawn(process.execPath, [require.resolve('tsx/cli'), path.join(__dirname, '..', 'server', 'main.ts')], {
+    const api = spawn(process.execPath, [...(process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : []), '--import', 'tsx', path.join(__dirname, '..', 'server', 'main.ts')], {
       env: { ...process.env, DATABASE_URL: ownerUrl, AUTHENTICATOR_DATABASE_URL: authenticatorUrl, PORT: String(port), JWT_SECRET: DEVELOPMENT_JWT_SECRET },
       stdio: ['ignore', 'pipe', 'inherit'],
     });

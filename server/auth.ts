@@ -6,7 +6,7 @@
  * No token: the anonymous role, which may read nothing. A bad token is
  * refused, not downgraded to anonymous.
  */
-import { randomUUID } from 'node:crypto';
+import { createPublicKey, createSecretKey, KeyObject, randomUUID } from 'node:crypto';
 import jwt from 'jsonwebtoken';
 import type { ServerConfig } from './config';
 
@@ -20,6 +20,19 @@ export interface Identity {
   userId: string | null;
 }
 
+// Keys as KeyObjects, made once: given a string, jsonwebtoken first tries to
+// parse it as a public key on every call, which costs more than the check.
+const keys = new Map<string, KeyObject>();
+function keyOf(config: ServerConfig['jwt']): KeyObject {
+  const material = config.algorithm === 'HS256' ? config.secret : config.publicKey;
+  let key = keys.get(material);
+  if (!key) {
+    key = config.algorithm === 'HS256' ? createSecretKey(Buffer.from(material)) : createPublicKey(material);
+    keys.set(material, key);
+  }
+  return key;
+}
+
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /** The identity of each HTTP request, verified once, when it arrives (server/app.ts). */
@@ -31,7 +44,7 @@ export function identify(authorization: string | undefined, config: ServerConfig
   if (!match) throw new AuthenticationError('The Authorization header must be "Bearer <token>"');
   let claims: jwt.JwtPayload;
   try {
-    const verified = jwt.verify(match[1], config.algorithm === 'HS256' ? config.secret : config.publicKey, {
+    const verified = jwt.verify(match[1], keyOf(config), {
       algorithms: [config.algorithm],
     });
     if (typeof verified === 'string') throw new Error('not a JSON token');
