@@ -36,9 +36,9 @@ export async function startApp(options: { connectionString: string; ownerConnect
     try {
       identities.set(req, identify(req.headers.authorization, options.config.jwt));
     } catch (err) {
-      if (!(err instanceof AuthenticationError)) throw err;
-      res.writeHead(401, { 'content-type': 'application/json', 'www-authenticate': 'Bearer' })
-        .end(JSON.stringify({ errors: [{ message: err.message, extensions: { code: 'INVALID_TOKEN' } }] }));
+      const invalid = err instanceof AuthenticationError;
+      res.writeHead(invalid ? 401 : 500, { 'content-type': 'application/json', ...(invalid ? { 'www-authenticate': 'Bearer' } : {}) })
+        .end(JSON.stringify({ errors: [invalid ? { message: err.message, extensions: { code: 'INVALID_TOKEN' } } : { message: 'Internal error' }] }));
       return;
     }
     graphql(req, res);

@@ -54,7 +54,9 @@ export function makePreset({ connectionString, ownerConnectionString, config }: 
             throw err;
           }
         }
-        return { pgSettings: pgSettingsFor(identity, requestContext.http?.getHeader('x-request-id') ?? randomUUID()) };
+        // A caller's X-Request-Id is kept (to trace a request across services) when it looks like one.
+        const requestId = requestContext.http?.getHeader('x-request-id');
+        return { pgSettings: pgSettingsFor(identity, requestId && /^[\w.:-]{1,64}$/.test(requestId) ? requestId : randomUUID()) };
       },
     },
     grafserv: {
