@@ -114,7 +114,8 @@ end;
 $$;
 
 -- 1. The client requests a session: session requested, payment pending, call
---    not started, and one pending form per required form key.
+--    not started, and one pending form per required form key. The payer's
+--    number is normalised (app_private.normalize_phone).
 create or replace function app_public.request_session(
   client_id uuid,
   therapist_id uuid,
@@ -152,7 +153,7 @@ begin
             request_session.duration_minutes, request_session.price_kes)
     returning * into v_session;
     insert into app_public.payments (session_id, amount_kes, payer_phone)
-    values (v_session.id, v_session.price_kes, request_session.payer_phone);
+    values (v_session.id, v_session.price_kes, app_private.normalize_phone(request_session.payer_phone));
     insert into app_public.video_calls (session_id) values (v_session.id);
     insert into app_public.session_forms (session_id, form_key)
     select distinct v_session.id, k from unnest(coalesce(request_session.form_keys, '{}')) k;

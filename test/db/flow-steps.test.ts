@@ -98,6 +98,18 @@ test('the canonical flow: request → approve → pay → forms → join → sta
 });
 
 describe('request_session', () => {
+  test.each([
+    ['0712 345 678', '254712345678'], ['+254712345678', '254712345678'], ['254712345678', '254712345678'],
+    ['712345678', '254712345678'], ['0110-123-456', '254110123456'], ['+254 (110) 123456', '254110123456'],
+  ])('normalises the payer\'s number %s to %s', async (written, stored) => {
+    await rolledBack(db, async (client) => {
+      const session = await client.query(
+        `select id from app_public.request_session($1, $2, now() + interval '1 day', 50, 2500, $3)`, [randomUUID(), randomUUID(), written]);
+      const { rows } = await client.query('select payer_phone from app_public.payments where session_id = $1', [session.rows[0].id]);
+      expect(rows[0].payer_phone).toBe(stored);
+    });
+  });
+
   test('creates the flow in its initial states, one form per distinct key', async () => {
     await rolledBack(db, async (client) => {
       const id = await requestSession(client, ['intake', 'consent', 'intake']);
@@ -110,7 +122,8 @@ describe('request_session', () => {
   test.each([
     ['a time in the past', { scheduledAt: '2020-01-01T10:00:00Z' }, /^Invalid argument scheduled_at: .*Allowed: a time in the future$/],
     ['no price', { price: 0 }, /^Invalid argument: price_kes must be a positive whole number of shillings$/],
-    ['a bad phone number', { phone: '0712345678' }, /^Invalid argument: payer_phone must be a Kenyan mobile number/],
+    ['a bad phone number', { phone: '0812345678' }, /^Invalid argument payer_phone: 0812345678\. Allowed: a Kenyan mobile number/],
+    ['a landline', { phone: '+254 20 1234567' }, /^Invalid argument payer_phone: \+254 20 1234567\./],
     ['no phone number', { phone: null }, /^Invalid argument: payer_phone is required$/],
     ['a 5-minute session', { duration: 5 }, /^Invalid argument: duration_minutes must be between 15 and 240$/],
     ['a bad form key', { forms: ['Intake Form'] }, /^Invalid argument: form_key must be lowercase/],
