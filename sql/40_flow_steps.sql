@@ -8,12 +8,14 @@
 -- roles may read their rows but write nothing directly.
 
 -- Marks the changes that follow as made by a flow step (audit_entries.step),
--- and records the caller's reason when one is given.
+-- and records the step's reason when one is given; end_step puts back the
+-- reason the transaction had before, for whatever it does next.
 create or replace function app_private.begin_step(step text, reason text default null)
 returns void
 language sql
 as $$
   select set_config('flow.step', begin_step.step, true);
+  select set_config('flow.reason_before_step', coalesce(current_setting('flow.reason', true), ''), true);
   select set_config('flow.reason', begin_step.reason, true) where begin_step.reason is not null;
 $$;
 
@@ -22,6 +24,7 @@ returns void
 language sql
 as $$
   select set_config('flow.step', '', true);
+  select set_config('flow.reason', coalesce(current_setting('flow.reason_before_step', true), ''), true);
 $$;
 
 drop function if exists app_private.lock_session(uuid); -- (before it took the step)

@@ -45,6 +45,24 @@ test('without flow.actor the actor is the database login; flow steps name themse
   });
 });
 
+test('a step\'s reason stays with the step; the transaction\'s own reason comes back after it', async () => {
+  await rolledBack(pools.owner!, async (client) => {
+    const a = await requestSession(client);
+    const b = await requestSession(client);
+    await client.query(`select set_config('flow.reason', 'spring clean-up', true)`);
+    await client.query(`select app_public.cancel_session($1, 'client moved away')`, [a]);
+    await client.query(`update app_public.sessions set status = 'approved' where id = $1`, [b]);
+    const { rows } = await client.query(
+      `select session_id = $1 as is_a, step, reason from app_public.audit_entries
+       where session_id in ($1, $2) and old_value is not null order by id`, [a, b]);
+    expect(rows).toEqual([
+      { is_a: true, step: 'cancel_session', reason: 'client moved away' },
+      { is_a: true, step: 'cancel_session', reason: 'client moved away' },
+      { is_a: false, step: null, reason: 'spring clean-up' },
+    ]);
+  });
+});
+
 test('a refused change leaves no audit entry', async () => {
   await rolledBack(pools.owner!, async (client) => {
     const flow = await insertFlow(client);
