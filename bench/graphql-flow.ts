@@ -16,16 +16,13 @@
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import http from 'node:http';
-import fs from 'node:fs/promises';
-import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { AppRole, mintToken, pgSettingsFor } from '../server/auth';
 import { DEVELOPMENT_JWT_SECRET } from '../server/config';
-import { startEmbeddedPostgres } from '../server/db/embedded';
-import { migrateDatabase } from '../server/db/migrate';
 import { freePort } from '../server/db/ports';
-import { ensureDatabase, localAuthenticatorUrl } from '../server/db/setup';
+import { openScratchDatabase } from '../server/db/scratch';
+import { localAuthenticatorUrl } from '../server/db/setup';
 
 const CLIENTS = Number(process.env.BENCH_CLIENTS ?? 8);
 const FLOWS_PER_ROUND = Number(process.env.BENCH_FLOWS_PER_ROUND ?? 300);
@@ -134,11 +131,9 @@ const percentile = (xs: number[], p: number) => {
 const median = (xs: number[]) => percentile(xs, 50);
 
 async function main(): Promise<void> {
-  const tmpDir = await fs.mkdtemp(path.join(os.tmpdir(), 'flow-integrity-bench-'));
-  const server = await startEmbeddedPostgres({ dataDir: path.join(tmpDir, 'data'), port: await freePort(), persistent: false });
+  const db = await openScratchDatabase('flow_integrity_bench_graphql');
   try {
-    const ownerUrl = await ensureDatabase(server.rootUrl, 'flow_integrity_bench_graphql');
-    await migrateDatabase(ownerUrl, server.rootUrl, { includeCurrent: true });
+    const { ownerUrl } = db;
     const authenticatorUrl = localAuthenticatorUrl(ownerUrl);
     // The API in its own process, as in production; the load comes from this one.
     const port = await freePort();
@@ -176,8 +171,7 @@ async function main(): Promise<void> {
     api.kill('SIGTERM');
     await new Promise((resolve) => api.once('exit', resolve));
   } finally {
-    await server.stop();
-    await fs.rm(tmpDir, { recursive: true, force: true });
+    await db.stop();
   }
 }
 

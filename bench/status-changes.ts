@@ -25,14 +25,8 @@
  * where the server's time went (pg_stat_statements). BENCH_ROOT_DATABASE_URL
  * runs it on a server of yours instead of an embedded one.
  */
-import fs from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
 import pg from 'pg';
-import { startEmbeddedPostgres } from '../server/db/embedded';
-import { migrateDatabase } from '../server/db/migrate';
-import { freePort } from '../server/db/ports';
-import { dropDatabase, ensureDatabase } from '../server/db/setup';
+import { openScratchDatabase } from '../server/db/scratch';
 
 const SESSIONS = Number(process.env.BENCH_SESSIONS ?? 100_000);
 const CLIENTS = Number(process.env.BENCH_CLIENTS ?? 4);
@@ -150,8 +144,8 @@ async function round(pool: pg.Pool, side: Side, ids: string[]): Promise<number> 
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
-async function profile(rootUrl: string): Promise<void> {
-  const client = new pg.Client({ connectionString: rootUrl.replace(/\/postgres$/, `/${DATABASE}`) });
+async function profile(superuserUrl: string): Promise<void> {
+  const client = new pg.Client({ connectionString: superuserUrl });
   await client.connect();
   try {
     await client.query('create extension if not exists pg_stat_statements');
@@ -166,29 +160,15 @@ async function profile(rootUrl: string): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  let rootUrl = process.env.BENCH_ROOT_DATABASE_URL;
-  let stop = async () => {};
-  if (!rootUrl) {
-    const tmpDir = await fs.mkdtemp(path.join(os.tmpdir(), 'flow-integrity-bench-'));
-    const server = await startEmbeddedPostgres({
-      dataDir: path.join(tmpDir, 'data'),
-      port: await freePort(),
-      persistent: false,
-      postgresFlags: PROFILE
-        ? ['-c', 'shared_preload_libraries=pg_stat_statements', '-c', 'pg_stat_statements.track=all', '-c', 'pg_stat_statements.track_planning=on']
-        : [],
-    });
-    rootUrl = server.rootUrl;
-    stop = async () => {
-      await server.stop();
-      await fs.rm(tmpDir, { recursive: true, force: true });
-    };
-  }
+  const rootUrl = process.env.BENCH_ROOT_DATABASE_URL;
+  const db = await openScratchDatabase(DATABASE, {
+    rootUrl,
+    postgresFlags: PROFILE
+      ? ['-c', 'shared_preload_libraries=pg_stat_statements', '-c', 'pg_stat_statements.track=all', '-c', 'pg_stat_statements.track_planning=on']
+      : [],
+  });
+  const { ownerUrl } = db;
   try {
-    await dropDatabase(rootUrl, DATABASE);
-    const ownerUrl = await ensureDatabase(rootUrl, DATABASE);
-    // The working tree's schema: committed migrations and the one being written.
-    await migrateDatabase(ownerUrl, rootUrl, { includeCurrent: true });
     const admin = new pg.Client({ connectionString: ownerUrl });
     await admin.connect();
     const loadStarted = Date.now();
@@ -228,13 +208,13 @@ async function main(): Promise<void> {
       SIDES.map((s) => `${s.name} ${median(rates.get(s.name)!).toFixed(0)}`).join(', '));
     console.log(`ratio audit-only/bare: ${(median(rates.get('audit only')!) / bare).toFixed(2)} (auditing alone, for reference)`);
     console.log(`ratio enforced/bare: ${(median(rates.get('enforced')!) / bare).toFixed(2)} (goal ≥ 0.80)`);
-    if (PROFILE) await profile(rootUrl);
+    if (PROFILE) await profile(db.superuserUrl);
   } catch (err) {
     console.error(err);
-    await stop();
+    await db.stop();
     process.exit(1);
   }
-  await stop();
+  await db.stop();
 }
 
 void main();

@@ -86,51 +86,40 @@ begin
   end if;
 
   -- 3 and 4, in one statement: append the audit entry, and read the
-  -- session's other states (locking the session row when this row is not it).
+  -- session's states, with this row's new one, locking the session row (a
+  -- no-op when this row is the session: its UPDATE holds the lock already;
+  -- a new session is not there yet, and is out of sync until its payment and
+  -- call are).
   if v_entity = 'session' then
     v_session_id := new.id;
-    with audit as (
-      insert into app_public.audit_entries
-        (entity_type, entity_id, session_id, old_value, new_value, step, reason, actor, request_id)
-      values (v_entity, new.id, new.id, old.status, new.status,
-              nullif(current_setting('flow.step', true), ''), nullif(current_setting('flow.reason', true), ''),
-              coalesce(nullif(current_setting('flow.actor', true), ''), session_user),
-              nullif(current_setting('flow.request_id', true), ''))
-    )
-    select p.status, c.status into v_payment_state, v_video_state
-    from app_public.payments p, app_public.video_calls c
-    where p.session_id = new.id and c.session_id = new.id;
-    v_in_sync := found
-      and app_private.payment_session_in_sync(v_payment_state, new.status)
-      and app_private.session_video_in_sync(new.status, v_video_state);
   else
     v_session_id := new.session_id;
-    with audit as (
-      insert into app_public.audit_entries
-        (entity_type, entity_id, session_id, old_value, new_value, step, reason, actor, request_id)
-      values (v_entity, new.id, new.session_id, old.status, new.status,
-              nullif(current_setting('flow.step', true), ''), nullif(current_setting('flow.reason', true), ''),
-              coalesce(nullif(current_setting('flow.actor', true), ''), session_user),
-              nullif(current_setting('flow.request_id', true), ''))
-    )
-    select s.status,
-           case when v_entity = 'payment' then new.status else p.status end,
-           case when v_entity = 'video' then new.status else c.status end
-      into v_session_state, v_payment_state, v_video_state
-    from app_public.sessions s
-    left join app_public.payments p on p.session_id = s.id
-    left join app_public.video_calls c on c.session_id = s.id
-    where s.id = new.session_id
-    for no key update of s;
-    -- A form row cannot judge the form it adds: it always queues the check,
-    -- and the check then runs whatever comes later in the transaction.
-    if v_entity = 'form' then
-      perform set_config('flow.forms_changed', 'on', true);
-    end if;
-    v_in_sync := v_entity <> 'form'
-      and app_private.payment_session_in_sync(v_payment_state, v_session_state)
-      and app_private.session_video_in_sync(v_session_state, v_video_state);
   end if;
+  with audit as (
+    insert into app_public.audit_entries
+      (entity_type, entity_id, session_id, old_value, new_value, step, reason, actor, request_id)
+    values (v_entity, new.id, v_session_id, old.status, new.status,
+            nullif(current_setting('flow.step', true), ''), nullif(current_setting('flow.reason', true), ''),
+            coalesce(nullif(current_setting('flow.actor', true), ''), session_user),
+            nullif(current_setting('flow.request_id', true), ''))
+  )
+  select case when v_entity = 'session' then new.status else s.status end,
+         case when v_entity = 'payment' then new.status else p.status end,
+         case when v_entity = 'video' then new.status else c.status end
+    into v_session_state, v_payment_state, v_video_state
+  from app_public.sessions s
+  left join app_public.payments p on p.session_id = s.id
+  left join app_public.video_calls c on c.session_id = s.id
+  where s.id = v_session_id
+  for no key update of s;
+  -- A form row cannot judge the form it adds: it always queues the check,
+  -- and the check then runs whatever comes later in the transaction.
+  if v_entity = 'form' then
+    perform set_config('flow.forms_changed', 'on', true);
+  end if;
+  v_in_sync := v_entity <> 'form'
+    and app_private.payment_session_in_sync(v_payment_state, v_session_state)
+    and app_private.session_video_in_sync(v_session_state, v_video_state);
   -- The judgement, for the commit-time trigger: its WHEN queues the check
   -- when this change leaves the session out of sync ('!'); at commit, the
   -- check is skipped when the last change of the transaction left this very
