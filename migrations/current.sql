@@ -1,1 +1,4 @@
--- Enter migration here
+--!include 19_payment_attempts.sql
+--!include 40_flow_steps.sql
+--!include 43_payment_attempts.sql
+--!include 60_grants_and_rls.sql

@@ -9,14 +9,32 @@ import { grafserv } from 'postgraphile/grafserv/node';
 import { AuthenticationError, identities, identify } from './auth';
 import type { ServerConfig } from './config';
 import { makePreset } from './graphile.config';
+import { CALLBACK_PATH, makeCallbackEndpoint, paymentProviderPool } from './mpesa/callback';
+import { DarajaClient } from './mpesa/daraja';
+import type { PaymentProvider } from './mpesa/provider';
+import { MpesaSimulator } from './mpesa/simulator';
+import { paymentTasks } from './worker/payments';
+import { startWorker } from './worker/run';
 
 export interface App {
   server: Server;
   url: string;
+  /** The URL M-Pesa posts callbacks to (secret included). */
+  callbackUrl: string;
+  provider: PaymentProvider;
   close(): Promise<void>;
 }
 
-export async function startApp(options: { connectionString: string; ownerConnectionString: string; config: ServerConfig }): Promise<App> {
+export interface AppOptions {
+  connectionString: string;
+  ownerConnectionString: string;
+  config: ServerConfig;
+  /** Instead of the configured one (the tests pass their simulator). */
+  provider?: PaymentProvider;
+}
+
+export async function startApp(options: AppOptions): Promise<App> {
+  const { config } = options;
   const preset = makePreset(options);
   const pgl: PostGraphileInstance = postgraphile(preset);
   const serv = pgl.createServ(grafserv);
@@ -24,7 +42,10 @@ export async function startApp(options: { connectionString: string; ownerConnect
   health.on('error', () => {});
 
   const graphql = serv.createHandler();
+  const callbackDb = paymentProviderPool(options.connectionString);
+  const callback = makeCallbackEndpoint({ db: callbackDb, secret: config.payments.callbackSecret, maxBytes: config.payments.maxCallbackBytes });
   const server = createServer((req, res) => {
+    if (callback(req, res)) return;
     if (req.url === '/healthz') {
       health.query('select 1').then(
         () => res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ok"}'),
@@ -55,11 +76,31 @@ export async function startApp(options: { connectionString: string; ownerConnect
   });
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : options.config.port;
+  const url = `http://${options.config.host}:${port}`;
+  const callbackUrl = `${config.payments.publicUrl ?? url}${CALLBACK_PATH}${config.payments.callbackSecret}`;
+
+  const provider: PaymentProvider = options.provider
+    ?? (config.payments.provider === 'daraja' ? new DarajaClient(config.payments.daraja!) : new MpesaSimulator(config.payments.simulator));
+  const workerDb = new pg.Pool({ connectionString: options.ownerConnectionString, max: 4 });
+  workerDb.on('error', () => {});
+  const worker = config.worker
+    ? await startWorker({
+        ownerConnectionString: options.ownerConnectionString,
+        tasks: paymentTasks(workerDb, {
+          provider, callbackUrl,
+          queryAfterSeconds: config.payments.queryAfterSeconds, giveUpAfterSeconds: config.payments.giveUpAfterSeconds,
+        }),
+      })
+    : undefined;
 
   return {
     server,
-    url: `http://${options.config.host}:${port}`,
+    url,
+    callbackUrl,
+    provider,
     async close() {
+      await worker?.stop();
+      await provider.close?.();
       // In-flight requests finish; then the listeners and every pool close.
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
@@ -68,6 +109,8 @@ export async function startApp(options: { connectionString: string; ownerConnect
       // ...which leaves the pg pools open: release the services as well.
       for (const service of preset.pgServices) await service.release?.();
       await health.end();
+      await callbackDb.end();
+      await workerDb.end();
     },
   };
 }

@@ -1,7 +1,27 @@
 /*
  * The server's configuration, from environment variables (README,
- * "Configuration"). Read once, at start.
+ * "Configuration" and "M-Pesa payments"). Read once, at start.
  */
+import type { DarajaConfig } from './mpesa/daraja';
+import { DEFAULT_SCENARIO, Scenario } from './mpesa/simulator';
+
+export interface PaymentsConfig {
+  /** simulator (default outside production) or daraja. */
+  provider: 'simulator' | 'daraja';
+  daraja?: DarajaConfig;
+  /** The simulator's scenario for every payer. */
+  simulator: Scenario;
+  /** The secret path segment of the callback URL. */
+  callbackSecret: string;
+  /** This server's public URL, which the provider posts callbacks to (default: where it listens). */
+  publicUrl?: string;
+  /** An attempt with no callback this long after it started is settled by asking the provider. */
+  queryAfterSeconds: number;
+  /** ...and failed when the provider has given no result this long after it started. */
+  giveUpAfterSeconds: number;
+  /** Largest callback body accepted, in bytes. */
+  maxCallbackBytes: number;
+}
 export interface ServerConfig {
   port: number;
   host: string;
@@ -13,7 +33,13 @@ export interface ServerConfig {
   maxQueryDepth: number;
   /** The most fields one operation may select. */
   maxQueryCost: number;
+  payments: PaymentsConfig;
+  /** Run graphile-worker (payment jobs) inside the server process. */
+  worker: boolean;
 }
+
+/** A callback secret only for development: production mode refuses to start with it. */
+export const DEVELOPMENT_CALLBACK_SECRET = 'dev-callback-secret';
 
 /** A secret only for development: production mode refuses to start with it. */
 export const DEVELOPMENT_JWT_SECRET = 'flow-integrity-development-secret-do-not-use-in-production';
@@ -32,5 +58,51 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): ServerConfig {
     maxRequestBytes: Number(env.MAX_REQUEST_BYTES ?? 100_000),
     maxQueryDepth: Number(env.MAX_QUERY_DEPTH ?? 10),
     maxQueryCost: Number(env.MAX_QUERY_COST ?? 500),
+    payments: readPaymentsConfig(env, production),
+    worker: env.WORKER !== 'off',
+  };
+}
+
+function readPaymentsConfig(env: NodeJS.ProcessEnv, production: boolean): PaymentsConfig {
+  // Production names its provider: the simulator is never a silent default there.
+  const provider = env.MPESA_PROVIDER ?? (production ? undefined : 'simulator');
+  if (provider !== 'simulator' && provider !== 'daraja') throw new Error(`MPESA_PROVIDER must be simulator or daraja${provider ? `, not ${provider}` : ' (production has no default)'}.`);
+  const callbackSecret = env.MPESA_CALLBACK_SECRET ?? (production ? undefined : DEVELOPMENT_CALLBACK_SECRET);
+  if (!callbackSecret || (production && callbackSecret === DEVELOPMENT_CALLBACK_SECRET) || callbackSecret.length < (production ? 24 : 1)) {
+    throw new Error('Set MPESA_CALLBACK_SECRET (production: at least 24 random characters).');
+  }
+  if (!/^[A-Za-z0-9_-]+$/.test(callbackSecret)) throw new Error('MPESA_CALLBACK_SECRET: letters, digits, _ and - only (it is a URL segment).');
+  let daraja: DarajaConfig | undefined;
+  if (provider === 'daraja') {
+    const need = (name: string) => {
+      const value = env[name];
+      if (!value) throw new Error(`MPESA_PROVIDER=daraja needs ${name}.`);
+      return value;
+    };
+    daraja = {
+      baseUrl: env.MPESA_BASE_URL ?? 'https://sandbox.safaricom.co.ke',
+      consumerKey: need('MPESA_CONSUMER_KEY'),
+      consumerSecret: need('MPESA_CONSUMER_SECRET'),
+      shortCode: need('MPESA_SHORT_CODE'),
+      passKey: need('MPESA_PASS_KEY'),
+      transactionType: env.MPESA_TRANSACTION_TYPE ?? 'CustomerPayBillOnline',
+      timeoutMs: Number(env.MPESA_TIMEOUT_MS ?? 10_000),
+    };
+    if (production && !env.PUBLIC_URL) throw new Error('MPESA_PROVIDER=daraja in production needs PUBLIC_URL (where M-Pesa posts callbacks).');
+  }
+  return {
+    provider,
+    daraja,
+    simulator: {
+      ...DEFAULT_SCENARIO,
+      ...(env.MPESA_SIMULATOR_RESULT_CODE !== undefined ? { resultCode: Number(env.MPESA_SIMULATOR_RESULT_CODE) } : {}),
+      ...(env.MPESA_SIMULATOR_DELAY_MS !== undefined ? { delayMs: Number(env.MPESA_SIMULATOR_DELAY_MS) } : {}),
+      ...(env.MPESA_SIMULATOR_DELIVERIES !== undefined ? { deliveries: Number(env.MPESA_SIMULATOR_DELIVERIES) } : {}),
+    },
+    callbackSecret,
+    publicUrl: env.PUBLIC_URL?.replace(/\/+$/, ''),
+    queryAfterSeconds: Number(env.PAYMENT_QUERY_AFTER_SECONDS ?? 90),
+    giveUpAfterSeconds: Number(env.PAYMENT_GIVE_UP_AFTER_SECONDS ?? 600),
+    maxCallbackBytes: Number(env.MAX_CALLBACK_BYTES ?? 16_384),
   };
 }

@@ -211,6 +211,25 @@ $$;
 comment on function app_public.initiate_payment(uuid) is
   E'@resultFieldName session\nStarts a payment (or retries a failed one): payment initiated, session payment_pending.';
 
+-- A payment's outcome, applied to the payment and its session (the caller
+-- holds the session locked): confirmed → session paid, then forms_required
+-- (forms open) or ready; failed → payment failed.
+create or replace function app_private.apply_payment_outcome(session_id uuid, outcome text)
+returns void
+language plpgsql
+as $$
+begin
+  perform app_private.set_payment_status(apply_payment_outcome.session_id, apply_payment_outcome.outcome);
+  if apply_payment_outcome.outcome = 'confirmed' then
+    perform app_private.set_session_status(apply_payment_outcome.session_id, 'paid');
+    perform app_private.set_session_status(
+      apply_payment_outcome.session_id,
+      case when cardinality(app_hidden.open_forms(apply_payment_outcome.session_id)) > 0
+           then 'forms_required' else 'ready' end);
+  end if;
+end;
+$$;
+
 -- 4. The provider's outcome: confirmed → session paid, then forms_required
 --    (forms open) or ready; failed → payment failed, which raises the
 --    ALERT_CLIENT_RETRY required action (app_hidden.payment_state_actions).
@@ -229,14 +248,7 @@ begin
       jsonb_build_object('argument', 'outcome', 'allowed', jsonb_build_array('confirmed', 'failed')));
   end if;
   perform app_private.lock_session(record_payment_outcome.session_id, 'record_payment_outcome');
-  perform app_private.set_payment_status(record_payment_outcome.session_id, record_payment_outcome.outcome);
-  if record_payment_outcome.outcome = 'confirmed' then
-    perform app_private.set_session_status(record_payment_outcome.session_id, 'paid');
-    perform app_private.set_session_status(
-      record_payment_outcome.session_id,
-      case when cardinality(app_hidden.open_forms(record_payment_outcome.session_id)) > 0
-           then 'forms_required' else 'ready' end);
-  end if;
+  perform app_private.apply_payment_outcome(record_payment_outcome.session_id, record_payment_outcome.outcome);
   return app_private.step_result(record_payment_outcome.session_id);
 end;
 $$;

@@ -31,7 +31,7 @@ revoke all on all tables in schema app_public
   from flow_anonymous, flow_client, flow_therapist, flow_admin, flow_payment_provider, flow_authenticator;
 grant select on
   app_public.sessions, app_public.payments, app_public.video_calls, app_public.session_forms,
-  app_public.audit_entries, app_public.required_actions,
+  app_public.audit_entries, app_public.required_actions, app_public.payment_attempts,
   app_public.payment_states, app_public.session_states, app_public.video_call_states, app_public.form_states
   to flow_client, flow_therapist, flow_admin, flow_payment_provider;
 -- The state lookup tables are the API's enums: it reads them when it starts.
@@ -39,9 +39,10 @@ grant select on
   app_public.payment_states, app_public.session_states, app_public.video_call_states, app_public.form_states
   to flow_authenticator;
 
--- Functions: nothing by default. Every flow step may be called by every API
--- role: the step itself says who may take it (app_private.authorize), with
--- a clear NOT_AUTHORIZED rather than a bare "permission denied".
+-- Functions: nothing by default. Every flow step (and the payment callback)
+-- may be called by every API role: the step itself says who may take it
+-- (app_private.authorize), with a clear NOT_AUTHORIZED rather than a bare
+-- "permission denied".
 revoke all on all functions in schema app_public, app_hidden, app_private from public;
 grant execute on function app_public.current_user_id() to flow_client, flow_therapist, flow_admin, flow_payment_provider;
 do $$
@@ -51,7 +52,7 @@ begin
   for v_fn in
     select p.oid::regprocedure
     from pg_proc p join pg_namespace n on n.oid = p.pronamespace and n.nspname = 'app_public'
-    where p.prorettype = 'app_public.sessions'::regtype
+    where p.prorettype in ('app_public.sessions'::regtype, 'app_public.payment_callback_result'::regtype)
   loop
     execute format('grant execute on function %s to flow_anonymous, flow_client, flow_therapist, flow_admin, flow_payment_provider', v_fn);
   end loop;
@@ -65,7 +66,7 @@ declare
   v_table text;
 begin
   foreach v_table in array array[
-    'sessions', 'payments', 'video_calls', 'session_forms', 'audit_entries', 'required_actions',
+    'sessions', 'payments', 'video_calls', 'session_forms', 'audit_entries', 'required_actions', 'payment_attempts',
     'payment_states', 'session_states', 'video_call_states', 'form_states'
   ] loop
     execute format('alter table app_public.%I enable row level security', v_table);
@@ -87,6 +88,8 @@ create policy select_visible on app_public.session_forms for select
 create policy select_visible on app_public.audit_entries for select
   using (exists (select 1 from app_public.sessions s where s.id = session_id));
 create policy select_visible on app_public.required_actions for select
+  using (exists (select 1 from app_public.sessions s where s.id = session_id));
+create policy select_visible on app_public.payment_attempts for select
   using (exists (select 1 from app_public.sessions s where s.id = session_id));
 -- The states are no secret to anyone who may read.
 create policy select_visible on app_public.payment_states for select using (true);

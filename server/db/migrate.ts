@@ -1,12 +1,15 @@
 /*
  * Runs the committed migrations (graphile-migrate) as the database owner,
- * with the settings of the project's .gmrc.
+ * with the settings of the project's .gmrc, after graphile-worker's own
+ * (its schema, graphile_worker, holds the jobs that the flow queues).
  */
 import path from 'node:path';
 import { migrate, watch } from 'graphile-migrate';
+import { runMigrations as migrateWorker } from 'graphile-worker';
 import { getSettings } from 'graphile-migrate/dist/commands/_common';
 import { clearAllPools } from 'graphile-migrate/dist/pgReal';
 import { withDatabase } from './setup';
+import { quietLogger } from '../worker/logger';
 
 export const PROJECT_ROOT = path.resolve(__dirname, '..', '..');
 
@@ -28,6 +31,7 @@ export async function migrateDatabase(ownerUrl: string, rootUrl?: string, option
     rootConnectionString: rootUrl ?? withDatabase(ownerUrl, 'postgres'),
     migrationsFolder: path.join(PROJECT_ROOT, 'migrations'),
   };
+  await migrateWorker({ connectionString: ownerUrl, logger: quietLogger });
   try {
     await migrate(settings);
     if (options.includeCurrent) await watch(settings, true);

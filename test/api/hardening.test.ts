@@ -8,7 +8,10 @@ let dev: App;
 let production: App;
 beforeAll(async () => {
   dev = await startTestApp({ MAX_QUERY_DEPTH: '6', MAX_QUERY_COST: '50', MAX_REQUEST_BYTES: '20000' });
-  production = await startTestApp({ NODE_ENV: 'production', JWT_SECRET: 'a-production-secret-for-the-tests' });
+  production = await startTestApp({
+    NODE_ENV: 'production', JWT_SECRET: 'a-production-secret-for-the-tests',
+    MPESA_PROVIDER: 'simulator', MPESA_CALLBACK_SECRET: 'a-production-callback-secret-for-tests',
+  });
 });
 afterAll(async () => {
   await dev.close();

@@ -127,7 +127,7 @@ describe('structure', () => {
     expect(rows).toEqual([]);
     const count = await db.query(
       `select count(*)::int as n from pg_proc p join pg_namespace n on n.oid = p.pronamespace where n.nspname = 'app_public' and p.prosecdef`);
-    expect(count.rows[0].n).toBe(17); // the 13 flow steps and the 4 rule queries
+    expect(count.rows[0].n).toBe(18); // the 13 flow steps, the payment callback and the 4 rule queries
   });
 
   test('the API roles own nothing, cannot bypass row-level security, and the authenticator inherits nothing', async () => {

@@ -1,0 +1,182 @@
+/*
+ * The M-Pesa callback endpoint: POST /mpesa/callback/<secret>, with Daraja's
+ * STK callback body as is. Callbacks carry no signature, so the URL carries a
+ * secret segment (compared in constant time; anything else is 404). This
+ * file only checks the body's shape and reads its fields; what the callback
+ * does, exactly once, is decided by app_public.receive_payment_callback in
+ * one transaction, as the payment provider's role.
+ *   200 {"ResultCode":0,"ResultDesc":"Accepted"}  recorded (applied or not: see the README)
+ *   409 {"ResultCode":1,...}                       refused: conflicts with an earlier callback
+ *   400 / 405 / 413 / 415                          not a callback; nothing changed
+ */
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import pg from 'pg';
+
+export const CALLBACK_PATH = '/mpesa/callback/';
+
+export interface CallbackFields {
+  checkoutRequestId: string;
+  merchantRequestId: string | null;
+  resultCode: number;
+  resultDesc: string | null;
+  amount: number | null;
+  mpesaReceipt: string | null;
+  phone: string | null;
+  transactionDate: string | null;
+}
+
+export class InvalidCallback extends Error {}
+
+/** Reads Daraja's callback body; InvalidCallback names what is wrong. Metadata items are read by name. */
+export function readCallback(body: unknown): CallbackFields {
+  const callback = (body as any)?.Body?.stkCallback;
+  if (!isObject(body) || !isObject((body as any).Body) || !isObject(callback)) throw new InvalidCallback('Body.stkCallback must be an object');
+  const { CheckoutRequestID, MerchantRequestID, ResultCode, ResultDesc, CallbackMetadata } = callback as Record<string, unknown>;
+  if (typeof CheckoutRequestID !== 'string' || !/^[\x21-\x7e]{1,128}$/.test(CheckoutRequestID)) {
+    throw new InvalidCallback('Body.stkCallback.CheckoutRequestID must be a string of 1 to 128 visible characters');
+  }
+  if (MerchantRequestID !== undefined && typeof MerchantRequestID !== 'string') throw new InvalidCallback('Body.stkCallback.MerchantRequestID must be a string');
+  if (typeof ResultCode !== 'number' || !Number.isSafeInteger(ResultCode)) throw new InvalidCallback('Body.stkCallback.ResultCode must be an integer');
+  if (ResultDesc !== undefined && typeof ResultDesc !== 'string') throw new InvalidCallback('Body.stkCallback.ResultDesc must be a string');
+  const items = new Map<string, unknown>();
+  if (CallbackMetadata !== undefined) {
+    const list = isObject(CallbackMetadata) ? (CallbackMetadata as any).Item : undefined;
+    if (!Array.isArray(list)) throw new InvalidCallback('Body.stkCallback.CallbackMetadata.Item must be an array');
+    for (const item of list) {
+      if (!isObject(item) || typeof item.Name !== 'string') throw new InvalidCallback('each CallbackMetadata.Item must have a Name');
+      if (item.Value !== undefined && item.Value !== null && typeof item.Value !== 'number' && typeof item.Value !== 'string') {
+        throw new InvalidCallback(`CallbackMetadata item ${item.Name} must have a number or string Value`);
+      }
+      items.set(item.Name, item.Value ?? null);
+    }
+  }
+  const amount = items.get('Amount');
+  if (amount != null && (typeof amount !== 'number' || !Number.isFinite(amount))) throw new InvalidCallback('CallbackMetadata item Amount must be a number');
+  const text = (name: string) => (items.get(name) == null ? null : String(items.get(name)));
+  return {
+    checkoutRequestId: CheckoutRequestID,
+    merchantRequestId: (MerchantRequestID as string | undefined) ?? null,
+    resultCode: ResultCode,
+    resultDesc: (ResultDesc as string | undefined) ?? null,
+    amount: (amount as number | null | undefined) ?? null,
+    mpesaReceipt: text('MpesaReceiptNumber'),
+    phone: text('PhoneNumber'),
+    transactionDate: text('TransactionDate'),
+  };
+}
+
+function isObject(value: unknown): value is Record<string, any> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+export interface CallbackResult {
+  outcome: string;
+  acknowledged: boolean;
+  duplicate: boolean;
+  session_id: string | null;
+  attempt_id: string | null;
+  payment_status: string | null;
+  session_status: string | null;
+  message: string;
+}
+
+/** Hands a callback to the database, as the payment provider. */
+export async function receiveCallback(db: pg.Pool, fields: CallbackFields, body: unknown): Promise<CallbackResult> {
+  const { rows } = await db.query<CallbackResult>(
+    'select (r).* from app_public.receive_payment_callback($1, $2, $3, $4, $5, $6, $7, $8, $9) r',
+    [fields.checkoutRequestId, fields.resultCode, fields.resultDesc, fields.amount, fields.mpesaReceipt,
+     fields.phone, fields.transactionDate, fields.merchantRequestId, JSON.stringify(body)],
+  );
+  return rows[0];
+}
+
+/**
+ * A pool of connections that act as the payment provider: the API's
+ * authenticator, switched to flow_payment_provider for the connection's
+ * life, with "mpesa" as the audit log's actor.
+ */
+export function paymentProviderPool(authenticatorUrl: string, max = 8): pg.Pool {
+  const pool = new pg.Pool({ connectionString: authenticatorUrl, max });
+  pool.on('connect', (client) => {
+    // (Queued before the client's first query; a failure leaves it with the
+    // authenticator's rights, which are none.)
+    client.query(`set role flow_payment_provider; set flow.actor = 'mpesa'`).catch((err) => console.error(`payment provider connection: ${err.message}`));
+  });
+  pool.on('error', () => {});
+  return pool;
+}
+
+export interface CallbackEndpointOptions {
+  db: pg.Pool;
+  secret: string;
+  maxBytes: number;
+}
+
+/** The request handler; true when the request was for the callback path (answered), false otherwise. */
+export function makeCallbackEndpoint({ db, secret, maxBytes }: CallbackEndpointOptions) {
+  const expected = createHash('sha256').update(secret).digest();
+  const answer = (res: ServerResponse, status: number, body: Record<string, unknown>) =>
+    res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+
+  return (req: IncomingMessage, res: ServerResponse): boolean => {
+    if (!req.url?.startsWith(CALLBACK_PATH)) return false;
+    const segment = decodeURIComponent(req.url.slice(CALLBACK_PATH.length).split('?')[0]);
+    if (!timingSafeEqual(createHash('sha256').update(segment).digest(), expected)) {
+      answer(res, 404, { ResultCode: 1, ResultDesc: 'Not found' });
+      req.resume();
+      return true;
+    }
+    if (req.method !== 'POST') {
+      res.setHeader('allow', 'POST');
+      answer(res, 405, { ResultCode: 1, ResultDesc: 'Method not allowed: POST the STK callback' });
+      req.resume();
+      return true;
+    }
+    const type = req.headers['content-type'];
+    if (type && !/^application\/json\b/i.test(type)) {
+      answer(res, 415, { ResultCode: 1, ResultDesc: 'Unsupported content type: send application/json' });
+      req.resume();
+      return true;
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let tooLarge = false;
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > maxBytes) {
+        if (!tooLarge) {
+          res.setHeader('connection', 'close');
+          answer(res, 413, { ResultCode: 1, ResultDesc: `Body too large: at most ${maxBytes} bytes` });
+        }
+        tooLarge = true;
+        chunks.length = 0;
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.on('end', () => {
+      if (tooLarge) return;
+      let body: unknown;
+      let fields: CallbackFields;
+      try {
+        body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+        fields = readCallback(body);
+      } catch (err) {
+        const why = err instanceof InvalidCallback ? err.message : 'the body is not JSON';
+        answer(res, 400, { ResultCode: 1, ResultDesc: `Invalid callback: ${why}` });
+        return;
+      }
+      receiveCallback(db, fields, body).then(
+        (result) => result.acknowledged
+          ? answer(res, 200, { ResultCode: 0, ResultDesc: 'Accepted' })
+          : answer(res, 409, { ResultCode: 1, ResultDesc: `Rejected (${result.outcome}): ${result.message}` }),
+        (err) => {
+          console.error(`M-Pesa callback ${fields.checkoutRequestId}: ${err?.message ?? err}`);
+          answer(res, 500, { ResultCode: 1, ResultDesc: 'Temporarily unavailable: deliver again later' });
+        },
+      );
+    });
+    return true;
+  };
+}
