@@ -288,7 +288,7 @@ begin
 end;
 $$;
 comment on function app_public.receive_payment_callback(text, integer, text, numeric, text, text, text, text, jsonb) is
-  E'Records a payment provider''s callback for an STK push (keyed by its CheckoutRequestID) and applies it exactly once: the payment confirmed (amount as asked) or failed, the session with it. A repeat returns the stored result; other content under the same key is refused as a conflict. Only the payment provider may call it.';
+  E'@resultFieldName result\nRecords a payment provider''s callback for an STK push (keyed by its CheckoutRequestID) and applies it exactly once: the payment confirmed (amount as asked) or failed, the session with it. A repeat returns the stored result; other content under the same key is refused as a conflict. Only the payment provider may call it.';
 
 -- The worker's side (server/mpesa/worker.ts), as the schema owner.
 

@@ -7,14 +7,22 @@ import { AppRole, mintToken } from '../../server/auth';
 import { App, startApp } from '../../server/app';
 import { DEVELOPMENT_JWT_SECRET, readConfig } from '../../server/config';
 import { localAuthenticatorUrl } from '../../server/db/setup';
+import type { PaymentProvider } from '../../server/mpesa/provider';
 import { connectionString } from './db';
 
-export async function startTestApp(env: NodeJS.ProcessEnv = {}): Promise<App> {
-  const owner = connectionString('owner');
+/**
+ * The server on the shared test database, without graphile-worker (WORKER
+ * off): its jobs would act on the other test files' payments. The payment
+ * worker's tests use a database of their own (ownerUrl) and a provider of
+ * their own.
+ */
+export async function startTestApp(env: NodeJS.ProcessEnv = {}, options: { ownerUrl?: string; provider?: PaymentProvider } = {}): Promise<App> {
+  const owner = options.ownerUrl ?? connectionString('owner');
   return startApp({
     connectionString: localAuthenticatorUrl(owner),
     ownerConnectionString: owner,
-    config: { ...readConfig({ JWT_SECRET: DEVELOPMENT_JWT_SECRET, ...env }), port: 0, host: '127.0.0.1' },
+    config: { ...readConfig({ JWT_SECRET: DEVELOPMENT_JWT_SECRET, WORKER: 'off', ...env }), port: 0, host: '127.0.0.1' },
+    provider: options.provider,
   });
 }
 
