@@ -13,15 +13,13 @@
  *
  *   npm run bench:graphql        (BENCH_CLIENTS, BENCH_FLOWS_PER_ROUND, BENCH_ROUNDS)
  */
-import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import http from 'node:http';
-import path from 'node:path';
 import pg from 'pg';
 import { AppRole, mintToken, pgSettingsFor } from '../server/auth';
 import { DEVELOPMENT_JWT_SECRET } from '../server/config';
-import { freePort } from '../server/db/ports';
 import { openScratchDatabase } from '../server/db/scratch';
+import { startApiProcess } from './api-process';
 import { localAuthenticatorUrl } from '../server/db/setup';
 
 const CLIENTS = Number(process.env.BENCH_CLIENTS ?? 8);
@@ -136,16 +134,7 @@ async function main(): Promise<void> {
     const { ownerUrl } = db;
     const authenticatorUrl = localAuthenticatorUrl(ownerUrl);
     // The API in its own process, as in production; the load comes from this one.
-    const port = await freePort();
-    const api = spawn(process.execPath, [...(process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : []), '--import', 'tsx', path.join(__dirname, '..', 'server', 'main.ts')], {
-      env: { ...process.env, DATABASE_URL: ownerUrl, AUTHENTICATOR_DATABASE_URL: authenticatorUrl, PORT: String(port), JWT_SECRET: DEVELOPMENT_JWT_SECRET },
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
-    await new Promise<void>((resolve, reject) => {
-      api.stdout!.on('data', (chunk: Buffer) => { if (chunk.toString().includes('API on')) resolve(); });
-      api.once('exit', (code) => reject(new Error(`the API exited (${code})`)));
-    });
-    const app = { url: `http://127.0.0.1:${port}` };
+    const app = await startApiProcess(ownerUrl);
     const pool = new pg.Pool({ connectionString: authenticatorUrl, max: CLIENTS });
     const latencies = { graphql: new Map(STEP_NAMES.map((n) => [n, [] as number[]])), sql: new Map(STEP_NAMES.map((n) => [n, [] as number[]])) };
     const rates = { graphql: [] as number[], sql: [] as number[] };
@@ -168,8 +157,7 @@ async function main(): Promise<void> {
     console.log(`\nflows per second (median of ${ROUNDS}): GraphQL ${median(rates.graphql).toFixed(1)}, SQL ${median(rates.sql).toFixed(1)}`);
     console.log(`ratio GraphQL/SQL: ${(median(rates.graphql) / median(rates.sql)).toFixed(2)} (goal ≥ 0.50)`);
     await pool.end();
-    api.kill('SIGTERM');
-    await new Promise((resolve) => api.once('exit', resolve));
+    await app.stop();
   } finally {
     await db.stop();
   }

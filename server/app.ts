@@ -45,7 +45,7 @@ export async function startApp(options: AppOptions): Promise<App> {
   const callbackDb = paymentProviderPool(options.connectionString);
   const callback = makeCallbackEndpoint({ db: callbackDb, secret: config.payments.callbackSecret, maxBytes: config.payments.maxCallbackBytes });
   const server = createServer((req, res) => {
-    if (callback(req, res)) return;
+    if (callback.handle(req, res)) return;
     if (req.url === '/healthz') {
       health.query('select 1').then(
         () => res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ok"}'),
@@ -109,6 +109,7 @@ export async function startApp(options: AppOptions): Promise<App> {
       // ...which leaves the pg pools open: release the services as well.
       for (const service of preset.pgServices) await service.release?.();
       await health.end();
+      await callback.close();
       await callbackDb.end();
       await workerDb.end();
     },

@@ -290,7 +290,26 @@ $$;
 comment on function app_public.receive_payment_callback(text, integer, text, numeric, text, text, text, text, jsonb) is
   E'@resultFieldName result\nRecords a payment provider''s callback for an STK push (keyed by its CheckoutRequestID) and applies it exactly once: the payment confirmed (amount as asked) or failed, the session with it. A repeat returns the stored result; other content under the same key is refused as a conflict. Only the payment provider may call it.';
 
--- The worker's side (server/mpesa/worker.ts), as the schema owner.
+-- Counts deliveries of callbacks that the endpoint answered from the first
+-- one, identical and in flight at the same time (server/mpesa/callback.ts):
+-- for each CheckoutRequestID, how many more times it arrived.
+create or replace function app_private.count_repeated_callbacks(checkout_request_ids text[], repeats integer[])
+returns void
+language sql
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+  select app_private.authorize('receive_payment_callback', null);
+  -- Only counters: losing them in a crash loses nothing that matters.
+  select set_config('synchronous_commit', 'off', true);
+  update app_private.payment_callbacks c
+  set deliveries = c.deliveries + greatest(r.repeats, 0), last_received_at = now()
+  from unnest(count_repeated_callbacks.checkout_request_ids, count_repeated_callbacks.repeats) as r (checkout_request_id, repeats)
+  where c.checkout_request_id = r.checkout_request_id;
+$$;
+grant execute on function app_private.count_repeated_callbacks(text[], integer[]) to flow_payment_provider;
+
+-- The worker's side (server/worker/payments.ts), as the schema owner.
 
 -- M-Pesa accepted the push: the attempt waits for its callback. A callback
 -- that arrived before this was recorded (as unknown_checkout) is applied now.

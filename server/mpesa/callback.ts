@@ -97,12 +97,8 @@ export async function receiveCallback(db: pg.Pool, fields: CallbackFields, body:
  * life, with "mpesa" as the audit log's actor.
  */
 export function paymentProviderPool(authenticatorUrl: string, max = 8): pg.Pool {
-  const pool = new pg.Pool({ connectionString: authenticatorUrl, max });
-  pool.on('connect', (client) => {
-    // (Queued before the client's first query; a failure leaves it with the
-    // authenticator's rights, which are none.)
-    client.query(`set role flow_payment_provider; set flow.actor = 'mpesa'`).catch((err) => console.error(`payment provider connection: ${err.message}`));
-  });
+  // Set when each connection starts: no extra round trip per callback.
+  const pool = new pg.Pool({ connectionString: authenticatorUrl, max, options: '-c role=flow_payment_provider -c flow.actor=mpesa' });
   pool.on('error', () => {});
   return pool;
 }
@@ -113,13 +109,66 @@ export interface CallbackEndpointOptions {
   maxBytes: number;
 }
 
-/** The request handler; true when the request was for the callback path (answered), false otherwise. */
+/**
+ * Byte-identical deliveries that arrive while the first is still in the
+ * database share its answer (M-Pesa resends the same bytes; several at once
+ * would otherwise queue up on the session's lock only to read the ledger).
+ * They are counted in the ledger afterwards, in one statement for all those
+ * of the last 100 ms. Anything else the database judges: a repeat later, or
+ * the same key with other content.
+ */
+function coalescing(db: pg.Pool) {
+  const inFlight = new Map<string, { result: Promise<CallbackResult>; repeats: number }>();
+  const uncounted = new Map<string, number>();
+  let flushing: Promise<void> = Promise.resolve();
+  let timer: NodeJS.Timeout | undefined;
+  const flush = () => {
+    timer = undefined;
+    if (uncounted.size === 0) return flushing;
+    const ids = [...uncounted.keys()];
+    const repeats = [...uncounted.values()];
+    uncounted.clear();
+    flushing = flushing.then(() => db.query('select app_private.count_repeated_callbacks($1, $2)', [ids, repeats]))
+      .then(() => {}, (err) => console.error(`M-Pesa callbacks: ${ids.length} repeats not counted: ${err.message}`));
+    return flushing;
+  };
+  return {
+    receive(text: string, fields: CallbackFields, body: unknown): Promise<CallbackResult> {
+      const running = inFlight.get(text);
+      if (running) {
+        running.repeats++;
+        return running.result.then((r) => ({ ...r, duplicate: true }));
+      }
+      const entry = { result: receiveCallback(db, fields, body), repeats: 0 };
+      inFlight.set(text, entry);
+      const done = () => {
+        inFlight.delete(text);
+        if (entry.repeats === 0) return;
+        uncounted.set(fields.checkoutRequestId, (uncounted.get(fields.checkoutRequestId) ?? 0) + entry.repeats);
+        timer ??= setTimeout(flush, 100);
+      };
+      entry.result.then(done, done);
+      return entry.result;
+    },
+    /** Counts what is left to count. */
+    async close(): Promise<void> {
+      clearTimeout(timer);
+      await flush();
+    },
+  };
+}
+
+/**
+ * The request handler (handle: true when the request was for the callback
+ * path, and is answered; false otherwise), and close, for shutting down.
+ */
 export function makeCallbackEndpoint({ db, secret, maxBytes }: CallbackEndpointOptions) {
   const expected = createHash('sha256').update(secret).digest();
+  const callbacks = coalescing(db);
   const answer = (res: ServerResponse, status: number, body: Record<string, unknown>) =>
     res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
 
-  return (req: IncomingMessage, res: ServerResponse): boolean => {
+  const handle = (req: IncomingMessage, res: ServerResponse): boolean => {
     if (!req.url?.startsWith(CALLBACK_PATH)) return false;
     const segment = decodeURIComponent(req.url.slice(CALLBACK_PATH.length).split('?')[0]);
     if (!timingSafeEqual(createHash('sha256').update(segment).digest(), expected)) {
@@ -157,17 +206,19 @@ export function makeCallbackEndpoint({ db, secret, maxBytes }: CallbackEndpointO
     });
     req.on('end', () => {
       if (tooLarge) return;
+      let text: string;
       let body: unknown;
       let fields: CallbackFields;
       try {
-        body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+        text = Buffer.concat(chunks).toString('utf8');
+        body = JSON.parse(text);
         fields = readCallback(body);
       } catch (err) {
         const why = err instanceof InvalidCallback ? err.message : 'the body is not JSON';
         answer(res, 400, { ResultCode: 1, ResultDesc: `Invalid callback: ${why}` });
         return;
       }
-      receiveCallback(db, fields, body).then(
+      callbacks.receive(text, fields, body).then(
         (result) => result.acknowledged
           ? answer(res, 200, { ResultCode: 0, ResultDesc: 'Accepted' })
           : answer(res, 409, { ResultCode: 1, ResultDesc: `Rejected (${result.outcome}): ${result.message}` }),
@@ -179,4 +230,5 @@ export function makeCallbackEndpoint({ db, secret, maxBytes }: CallbackEndpointO
     });
     return true;
   };
+  return { handle, close: () => callbacks.close() };
 }

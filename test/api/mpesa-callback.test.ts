@@ -115,6 +115,8 @@ test('20 payments, each callback posted 5 times at once over HTTP: each applied 
     `select count(*)::int as n from app_public.audit_entries where session_id = any($1) and entity_type = 'payment' and new_value = 'confirmed'`,
     [payments.map((p) => p.sessionId)]);
   expect(rows[0].n).toBe(20);
+  // Every delivery counted (identical ones answered from the first in flight within 100 ms).
+  await new Promise((resolve) => setTimeout(resolve, 300));
   const ledger = await db.query(`select sum(deliveries)::int as n from app_private.payment_callbacks where checkout_request_id = any($1)`, [payments.map((p) => p.checkoutId)]);
   expect(ledger.rows[0].n).toBe(100);
 });

@@ -141,7 +141,7 @@ export function entityId(flow: Flow, machine: Machine): string {
   return machine === 'session' ? flow.sessionId : machine === 'payment' ? flow.paymentId : machine === 'video' ? flow.videoId : flow.formIds[0];
 }
 
-export async function statuses(client: pg.ClientBase, sessionId: string): Promise<{ session: string; payment: string; video: string; forms: string[] }> {
+export async function statuses(client: pg.ClientBase | pg.Pool, sessionId: string): Promise<{ session: string; payment: string; video: string; forms: string[] }> {
   const { rows } = await client.query(
     `select s.status as session, p.status as payment, v.status as video,
             coalesce((select array_agg(f.status order by f.form_key) from app_public.session_forms f where f.session_id = s.id), '{}') as forms
