@@ -1,4 +1,1 @@
---!include 19_payment_attempts.sql
---!include 40_flow_steps.sql
---!include 43_payment_attempts.sql
---!include 60_grants_and_rls.sql
+-- Enter migration here

@@ -108,6 +108,20 @@ export async function renderRulesMarkdown(query: Query): Promise<string> {
     'Refused with `FORBIDDEN_TRANSITION` and a reason instead of `INVALID_STATE_TRANSITION` (`app_hidden.forbidden_transitions`).', '',
     table(['transition', 'reason'], forbidden.map((f) => [`\`${f.entity_type}.${f.from_state} → ${f.entity_type}.${f.to_state}\``, `\`${f.reason_code}\``])), '');
 
+  const outcomes = await query('select outcome, applied, acknowledged, meaning from app_hidden.payment_callback_outcomes order by applied desc, acknowledged desc, outcome');
+  parts.push('### Payment callbacks', '',
+    'What a payment callback can do (`app_hidden.payment_callback_outcomes`; `app_public.receive_payment_callback` decides which). ' +
+    'Acknowledged: the M-Pesa endpoint answers 200 `{"ResultCode":0,"ResultDesc":"Accepted"}`; refused: 409.', '',
+    table(['outcome', 'changes the flow', 'answer', 'what happens'],
+      outcomes.map((o) => [`\`${o.outcome}\``, o.applied ? 'yes' : 'no', o.acknowledged ? 'acknowledged' : 'refused (409)', o.meaning])), '');
+  const actionTypes = await query('select action, meaning from app_hidden.required_action_types order by action');
+  parts.push('### Required actions', '',
+    'What the rules and the payment callbacks ask of whoever works through `app_public.required_actions` (`app_hidden.required_action_types`).', '',
+    table(['action', 'meaning'], actionTypes.map((a) => [`\`${a.action}\``, a.meaning])), '');
+  const resultCodes = await query('select result_code, meaning from app_hidden.mpesa_result_codes order by result_code');
+  parts.push('M-Pesa result codes we know (`app_hidden.mpesa_result_codes`; any other non-zero code is a failure too): ' +
+    resultCodes.map((r) => `\`${r.result_code}\` ${r.meaning.charAt(0).toLowerCase()}${r.meaning.slice(1).replace(/\.$/, '')}`).join('; ') + '.', '');
+
   const codes = await query('select code, sqlstate, meaning, example from app_hidden.error_codes order by sqlstate');
   parts.push('### Error codes', '',
     'Every error a user can cause (`app_hidden.error_codes`). The SQLSTATE is the error\'s code in PostgreSQL; ' +
