@@ -1,7 +1,7 @@
 /*
  * Mints a development token (HS256, with JWT_SECRET or the development
  * secret): npm run token -- <role> [user id]
- * Roles: client, therapist, admin, payment_provider. Without a user id, a
+ * Roles: client, therapist, admin, payment_provider, integration. Without a user id, a
  * fixed one per role, so that repeated tokens act as the same user.
  */
 import { APP_ROLES, AppRole, mintToken } from '../server/auth';
@@ -12,6 +12,7 @@ const DEV_USERS: Record<AppRole, string> = {
   therapist: '00000000-0000-4000-8000-0000000074e7',
   admin: '00000000-0000-4000-8000-00000000ad01',
   payment_provider: '00000000-0000-4000-8000-00000000fa11',
+  integration: '00000000-0000-4000-8000-0000000014e9',
 };
 
 const [role, userId] = process.argv.slice(2) as [AppRole, string | undefined];

@@ -14,6 +14,8 @@ import { DarajaClient } from './mpesa/daraja';
 import type { PaymentProvider } from './mpesa/provider';
 import { MpesaSimulator } from './mpesa/simulator';
 import { paymentTasks } from './worker/payments';
+import { startWebhookDispatcher, webhookTasks } from './worker/webhooks';
+import { CHANGES_CHANNEL } from './changes';
 import { startWorker } from './worker/run';
 
 export interface App {
@@ -86,12 +88,22 @@ export async function startApp(options: AppOptions): Promise<App> {
   const worker = config.worker
     ? await startWorker({
         ownerConnectionString: options.ownerConnectionString,
-        tasks: paymentTasks(workerDb, {
-          provider, callbackUrl,
-          queryAfterSeconds: config.payments.queryAfterSeconds, giveUpAfterSeconds: config.payments.giveUpAfterSeconds,
-        }),
+        tasks: {
+          ...paymentTasks(workerDb, {
+            provider, callbackUrl,
+            queryAfterSeconds: config.payments.queryAfterSeconds, giveUpAfterSeconds: config.payments.giveUpAfterSeconds,
+          }),
+          ...webhookTasks(workerDb, config.webhooks),
+        },
       })
     : undefined;
+  // The flow's notifications are listened to for as long as the server runs,
+  // so that a new subscription's listener is in place at once.
+  // (PgSubscriber.subscribe returns its iterator at once, and listens from then on.)
+  const subscriber = preset.pgServices[0].pgSubscriber! as unknown as { subscribe(topic: string): AsyncIterableIterator<string> };
+  const listening = subscriber.subscribe(CHANGES_CHANNEL);
+  void (async () => { for await (const _ of listening) { /* kept open */ } })();
+  const dispatcher = config.worker ? startWebhookDispatcher(workerDb, subscriber, config.webhooks.dispatchPollMs) : undefined;
 
   return {
     server,
@@ -99,6 +111,8 @@ export async function startApp(options: AppOptions): Promise<App> {
     callbackUrl,
     provider,
     async close() {
+      await dispatcher?.stop();
+      await listening.return?.();
       await worker?.stop();
       await provider.close?.();
       // In-flight requests finish; then the listeners and every pool close.

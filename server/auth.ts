@@ -10,7 +10,7 @@ import { createPublicKey, createSecretKey, KeyObject, randomUUID } from 'node:cr
 import jwt from 'jsonwebtoken';
 import type { ServerConfig } from './config';
 
-export const APP_ROLES = ['client', 'therapist', 'admin', 'payment_provider'] as const;
+export const APP_ROLES = ['client', 'therapist', 'admin', 'payment_provider', 'integration'] as const;
 export type AppRole = (typeof APP_ROLES)[number];
 
 export class AuthenticationError extends Error {}

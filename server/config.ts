@@ -34,8 +34,19 @@ export interface ServerConfig {
   /** The most fields one operation may select. */
   maxQueryCost: number;
   payments: PaymentsConfig;
-  /** Run graphile-worker (payment jobs) inside the server process. */
+  /** Run graphile-worker (payment jobs, webhooks) inside the server process. */
   worker: boolean;
+  webhooks: WebhooksConfig;
+}
+
+export interface WebhooksConfig {
+  /** Per delivery attempt. */
+  timeoutMs: number;
+  maxAttempts: number;
+  retryBaseMs: number;
+  retryMaxMs: number;
+  /** The dispatcher reads the change feed at least this often. */
+  dispatchPollMs: number;
 }
 
 /** A callback secret only for development: production mode refuses to start with it. */
@@ -60,6 +71,13 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): ServerConfig {
     maxQueryCost: Number(env.MAX_QUERY_COST ?? 500),
     payments: readPaymentsConfig(env, production),
     worker: env.WORKER !== 'off',
+    webhooks: {
+      timeoutMs: Number(env.WEBHOOK_TIMEOUT_MS ?? 10_000),
+      maxAttempts: Number(env.WEBHOOK_MAX_ATTEMPTS ?? 10),
+      retryBaseMs: Number(env.WEBHOOK_RETRY_BASE_MS ?? 10_000),
+      retryMaxMs: Number(env.WEBHOOK_RETRY_MAX_MS ?? 3_600_000),
+      dispatchPollMs: Number(env.WEBHOOK_DISPATCH_POLL_MS ?? 5000),
+    },
   };
 }
 

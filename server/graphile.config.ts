@@ -13,6 +13,7 @@ import { PostGraphileAmberPreset } from 'postgraphile/presets/amber';
 import { AuthenticationError, identities, identify, pgSettingsFor } from './auth';
 import type { ServerConfig } from './config';
 import { maskError } from './errors';
+import { ChangesPlugin } from './changes';
 import { makeHardeningPlugin } from './hardening';
 
 export interface PresetOptions {
@@ -26,7 +27,7 @@ export interface PresetOptions {
 export function makePreset({ connectionString, ownerConnectionString, config }: PresetOptions) {
   return {
     extends: [PostGraphileAmberPreset],
-    plugins: [makeHardeningPlugin({ maxDepth: config.maxQueryDepth, maxCost: config.maxQueryCost, production: config.production })],
+    plugins: [ChangesPlugin, makeHardeningPlugin({ maxDepth: config.maxQueryDepth, maxCost: config.maxQueryCost, production: config.production })],
     pgServices: [
       makePgService({
         connectionString,

@@ -12,7 +12,7 @@
 --      judges whether the session's states (session, payment, call), with
 --      this change, stand in both cross-state tables; when they do not, it
 --      queues the commit-time check;
---   4. appends the audit entry.
+--   4. appends the audit entry, and notifies the change feed's readers.
 -- It asks the rules through their compiled functions (15_compiled_rules.sql),
 -- and runs one query: a status change is the hot path
 -- (bench/status-changes.ts). (OLD is null for an INSERT, so old_value too.)
@@ -76,15 +76,6 @@ begin
     end if;
   end if;
 
-  -- 2. Required actions (only payment states have any).
-  if v_entity = 'payment' then
-    v_actions := app_private.payment_actions(new.status);
-    if v_actions is not null then
-      insert into app_public.required_actions (session_id, action, entity_type, entity_id)
-      select new.session_id, a, v_entity, new.id from unnest(v_actions) a;
-    end if;
-  end if;
-
   -- 3 and 4, in one statement: append the audit entry, and read the
   -- session's states, with this row's new one, locking the session row (a
   -- no-op when this row is the session: its UPDATE holds the lock already;
@@ -112,6 +103,20 @@ begin
   left join app_public.video_calls c on c.session_id = s.id
   where s.id = v_session_id
   for no key update of s;
+  -- 2. Required actions (only payment states have any), after the change's
+  -- own audit entry, which they follow in the change feed.
+  if v_entity = 'payment' then
+    v_actions := app_private.payment_actions(new.status);
+    if v_actions is not null then
+      insert into app_public.required_actions (session_id, action, entity_type, entity_id)
+      select new.session_id, a, v_entity, new.id from unnest(v_actions) a;
+    end if;
+  end if;
+
+  -- Wakes the change feed's live readers (subscriptions, webhooks): the
+  -- session's id only; they read the change back under their own rights.
+  -- (Delivered at commit, once per session and transaction.)
+  perform pg_notify('flow_changes', v_session_id::text);
   -- A form row cannot judge the form it adds: it always queues the check,
   -- and the check then runs whatever comes later in the transaction.
   if v_entity = 'form' then

@@ -4,7 +4,7 @@
 -- `role` setting still names the role the request runs as.
 
 -- The caller's API role ('client', 'therapist', 'admin', 'payment_provider',
--- 'anonymous'), or null for anyone else: a DBA as the schema owner or a
+-- 'integration', 'anonymous'), or null for anyone else: a DBA as the schema owner or a
 -- superuser.
 create or replace function app_private.current_api_role() returns text
 language sql stable
@@ -14,6 +14,7 @@ as $$
     when 'flow_therapist' then 'therapist'
     when 'flow_admin' then 'admin'
     when 'flow_payment_provider' then 'payment_provider'
+    when 'flow_integration' then 'integration'
     when 'flow_anonymous' then 'anonymous'
   end;
 $$;
@@ -38,13 +39,13 @@ as $$
   end, false);
 $$;
 
--- Whether the caller may see a session's flow: admins every session, a
--- client or a therapist their own. (The row-level security policies use it;
+-- Whether the caller may see a session's flow: admins and integrations
+-- every session, a client or a therapist their own. (The row-level security policies use it;
 -- a DBA is not subject to them.)
 create or replace function app_private.can_see_session(client_id uuid, therapist_id uuid) returns boolean
 language sql stable
 as $$
-  select app_private.current_api_role() = 'admin' or app_private.owns_session(can_see_session.client_id, can_see_session.therapist_id);
+  select app_private.current_api_role() in ('admin', 'integration') or app_private.owns_session(can_see_session.client_id, can_see_session.therapist_id);
 $$;
 
 -- Refuses a step the caller may not take (app_hidden.step_permissions):
@@ -92,4 +93,4 @@ $$;
 comment on function app_private.authorize(text, app_public.sessions) is
   'Raises NOT_AUTHORIZED (or NOT_FOUND for a session not theirs) unless the caller may take the step.';
 
-grant execute on function app_private.owns_session(uuid, uuid) to flow_client, flow_therapist, flow_admin, flow_payment_provider;
+grant execute on function app_private.owns_session(uuid, uuid) to flow_client, flow_therapist, flow_admin, flow_payment_provider, flow_integration;

@@ -5,7 +5,9 @@
 --                          read the sessions row-level security lets them
 --                          see, and take the flow steps step_permissions
 --                          allows (the steps write as the schema owner);
---   flow_payment_provider  records payment outcomes.
+--   flow_payment_provider  records payment outcomes;
+--   flow_integration       reads every session's flow, works through the
+--                          required actions, registers webhooks.
 -- The roles are cluster-wide; server/db/setup.ts creates them (README,
 -- "Roles"). The API roles own nothing and cannot bypass row-level security.
 
@@ -21,30 +23,31 @@ $$;
 -- used through the SECURITY DEFINER steps.
 revoke all on schema app_public, app_hidden, app_private from public;
 grant usage on schema app_public
-  to flow_anonymous, flow_client, flow_therapist, flow_admin, flow_payment_provider, flow_authenticator;
+  to flow_anonymous, flow_client, flow_therapist, flow_admin, flow_payment_provider, flow_integration, flow_authenticator;
 
 -- Tables: read-only (every write goes through a flow step). Anonymous
 -- requests read nothing; the payment provider may query (its mutations
 -- return the session) but row-level security shows it no row.
 revoke all on all tables in schema app_public from public;
 revoke all on all tables in schema app_public
-  from flow_anonymous, flow_client, flow_therapist, flow_admin, flow_payment_provider, flow_authenticator;
+  from flow_anonymous, flow_client, flow_therapist, flow_admin, flow_payment_provider, flow_integration, flow_authenticator;
 grant select on
   app_public.sessions, app_public.payments, app_public.video_calls, app_public.session_forms,
   app_public.audit_entries, app_public.required_actions, app_public.payment_attempts,
   app_public.payment_states, app_public.session_states, app_public.video_call_states, app_public.form_states
-  to flow_client, flow_therapist, flow_admin, flow_payment_provider;
+  to flow_client, flow_therapist, flow_admin, flow_payment_provider, flow_integration;
 -- The state lookup tables are the API's enums: it reads them when it starts.
 grant select on
   app_public.payment_states, app_public.session_states, app_public.video_call_states, app_public.form_states
   to flow_authenticator;
 
--- Functions: nothing by default. Every flow step (and the payment callback)
--- may be called by every API role: the step itself says who may take it
+-- Functions: nothing by default. Every flow step (and the payment callback,
+-- the outbox's and the webhooks' functions, the change feed) may be called
+-- by every API role: the step itself says who may take it
 -- (app_private.authorize), with a clear NOT_AUTHORIZED rather than a bare
 -- "permission denied".
 revoke all on all functions in schema app_public, app_hidden, app_private from public;
-grant execute on function app_public.current_user_id() to flow_client, flow_therapist, flow_admin, flow_payment_provider;
+grant execute on function app_public.current_user_id() to flow_client, flow_therapist, flow_admin, flow_payment_provider, flow_integration;
 do $$
 declare
   v_fn regprocedure;
@@ -52,9 +55,12 @@ begin
   for v_fn in
     select p.oid::regprocedure
     from pg_proc p join pg_namespace n on n.oid = p.pronamespace and n.nspname = 'app_public'
-    where p.prorettype in ('app_public.sessions'::regtype, 'app_public.payment_callback_result'::regtype)
+    where p.prorettype in ('app_public.sessions'::regtype, 'app_public.payment_callback_result'::regtype,
+                           'app_public.required_actions'::regtype, 'app_public.webhook_registration'::regtype,
+                           'app_public.change_feed_page'::regtype)
+       or p.oid in ('app_public.unregister_webhook(uuid)'::regprocedure, 'app_public.change_feed_now()'::regprocedure)
   loop
-    execute format('grant execute on function %s to flow_anonymous, flow_client, flow_therapist, flow_admin, flow_payment_provider', v_fn);
+    execute format('grant execute on function %s to flow_anonymous, flow_client, flow_therapist, flow_admin, flow_payment_provider, flow_integration', v_fn);
   end loop;
 end;
 $$;
@@ -98,5 +104,29 @@ create policy select_visible on app_public.video_call_states for select using (t
 create policy select_visible on app_public.form_states for select using (true);
 
 grant execute on function app_private.can_see_session(uuid, uuid), app_private.current_api_role()
-  to flow_client, flow_therapist, flow_admin, flow_payment_provider;
-grant usage on schema app_private to flow_client, flow_therapist, flow_admin, flow_payment_provider;
+  to flow_client, flow_therapist, flow_admin, flow_payment_provider, flow_integration;
+grant usage on schema app_private to flow_client, flow_therapist, flow_admin, flow_payment_provider, flow_integration;
+
+-- The change feed reads as its caller (row-level security), with these helpers.
+-- (Anonymous requests read nothing, the change feed included.)
+grant execute on function app_private.to_change_event(app_public.audit_entries, text)
+  to flow_client, flow_therapist, flow_admin, flow_payment_provider, flow_integration;
+grant execute on function app_private.parse_feed_cursor(text)
+  to flow_client, flow_therapist, flow_admin, flow_payment_provider, flow_integration;
+
+-- Integrations read what admins read (the API's reads granted in
+-- 62_api_reads.sql and 63_api_rule_queries.sql included: run this file again
+-- after changing those grants).
+do $$
+declare
+  v_fn regprocedure;
+begin
+  for v_fn in
+    select p.oid::regprocedure
+    from pg_proc p join pg_namespace n on n.oid = p.pronamespace and n.nspname = 'app_public'
+    where has_function_privilege('flow_admin', p.oid, 'execute')
+  loop
+    execute format('grant execute on function %s to flow_integration', v_fn);
+  end loop;
+end;
+$$;

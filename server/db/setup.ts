@@ -10,7 +10,7 @@ export const OWNER_ROLE = 'flow_owner';
 /** The role the API connects as; it can do nothing until it takes one of the API roles. */
 export const AUTHENTICATOR_ROLE = 'flow_authenticator';
 /** The roles the API runs requests as (sql/60_grants_and_rls.sql says what each may do). */
-export const API_ROLES = ['flow_anonymous', 'flow_client', 'flow_therapist', 'flow_admin', 'flow_payment_provider'];
+export const API_ROLES = ['flow_anonymous', 'flow_client', 'flow_therapist', 'flow_admin', 'flow_payment_provider', 'flow_integration'];
 /** Passwords on the embedded and test servers only (they listen on 127.0.0.1). */
 const LOCAL_OWNER_PASSWORD = 'flow_owner';
 const LOCAL_AUTHENTICATOR_PASSWORD = 'flow_authenticator';

@@ -1,0 +1,116 @@
+/*
+ * Webhooks. The dispatcher moves each webhook along the change feed
+ * (app_private.dispatch_webhooks), woken by the flow's notifications and
+ * every few seconds besides; every matching event becomes a delivery job.
+ * webhook_deliver POSTs the event, signed, and records the attempt; a
+ * failure (an error status, a timeout, no connection) is tried again later,
+ * with exponential backoff, until the last attempt.
+ *
+ * Signature (README, "Webhooks"): Flow-Signature: v1=<hex HMAC-SHA256 of
+ * "<Flow-Timestamp>.<body>" with the webhook's secret>.
+ */
+import { createHmac } from 'node:crypto';
+import type { TaskList } from 'graphile-worker';
+import pg from 'pg';
+import { CHANGES_CHANNEL } from '../changes';
+
+export interface WebhookConfig {
+  timeoutMs: number;
+  maxAttempts: number;
+  /** The wait after the first failure; it doubles after each, up to retryMaxMs. */
+  retryBaseMs: number;
+  retryMaxMs: number;
+}
+
+export function webhookSignature(secret: string, timestamp: string, body: string): string {
+  return `v1=${createHmac('sha256', secret).update(`${timestamp}.${body}`).digest('hex')}`;
+}
+
+export function webhookTasks(db: pg.Pool, config: WebhookConfig): TaskList {
+  return {
+    async webhook_deliver(payload, helpers) {
+      const { deliveryId } = payload as { deliveryId: number };
+      const { rows: [d] } = await db.query(
+        `select d.id, d.status, d.attempts, d.event, w.id as webhook_id, w.url, w.secret
+         from app_private.webhook_deliveries d join app_private.webhooks w on w.id = d.webhook_id where d.id = $1`, [deliveryId]);
+      if (!d || d.status !== 'pending') return;
+      const body = JSON.stringify(d.event);
+      const timestamp = String(Math.floor(Date.now() / 1000));
+      const attemptNo = d.attempts + 1;
+      const started = new Date();
+      let status: number | null = null;
+      let error: string | null = null;
+      try {
+        const res = await fetch(d.url, {
+          method: 'POST',
+          redirect: 'manual',
+          signal: AbortSignal.timeout(config.timeoutMs),
+          headers: {
+            'content-type': 'application/json',
+            'user-agent': 'flow-integrity-webhooks',
+            'flow-webhook-id': d.webhook_id,
+            'flow-event-id': String(d.event.id),
+            'flow-event-type': d.event.type,
+            'flow-delivery-attempt': String(attemptNo),
+            'flow-timestamp': timestamp,
+            'flow-signature': webhookSignature(d.secret, timestamp, body),
+          },
+          body,
+        });
+        status = res.status;
+        await res.arrayBuffer().catch(() => {});
+      } catch (err) {
+        const e = err as Error;
+        error = e.name === 'TimeoutError' ? `no answer within ${config.timeoutMs} ms` : `${e.message}${(e as any).cause?.code ? ` (${(e as any).cause.code})` : ''}`;
+      }
+      const delivered = status !== null && status >= 200 && status < 300;
+      if (!delivered && error === null) error = `HTTP ${status}`;
+      const last = !delivered && attemptNo >= config.maxAttempts;
+      await db.query('select app_private.record_webhook_attempt($1, $2, $3, $4, $5, $6, $7, $8)',
+        [d.id, attemptNo, started, Date.now() - started.getTime(), status, error, delivered, last]);
+      if (!delivered && !last) {
+        const wait = Math.min(config.retryBaseMs * 2 ** (attemptNo - 1), config.retryMaxMs);
+        await helpers.addJob('webhook_deliver', { deliveryId: d.id }, { runAt: new Date(Date.now() + wait), jobKey: `webhook_deliver:${d.id}` });
+      }
+    },
+  };
+}
+
+interface Subscriber {
+  subscribe(topic: string): AsyncIterableIterator<string>;
+}
+
+/** Moves the webhooks along the change feed when the flow changes, and every pollMs. */
+export function startWebhookDispatcher(db: pg.Pool, subscriber: Subscriber, pollMs = 5000): { stop(): Promise<void> } {
+  let running: Promise<void> | null = null;
+  let again = false;
+  let stopped = false;
+  const dispatch = (): Promise<void> => {
+    if (running) {
+      again = true;
+      return running;
+    }
+    running = (async () => {
+      do {
+        again = false;
+        // Until the webhooks have caught up (a call reads at most 500 events each).
+        while (!stopped && (await db.query('select app_private.dispatch_webhooks(500) as n')).rows[0].n >= 500) { /* on */ }
+      } while (again && !stopped);
+    })().catch((err) => console.error(`webhooks: dispatch failed: ${err.message}`)).finally(() => { running = null; });
+    return running;
+  };
+  const notifications = subscriber.subscribe(CHANGES_CHANNEL);
+  void (async () => {
+    for await (const _ of notifications) void dispatch();
+  })();
+  const timer = setInterval(() => void dispatch(), pollMs);
+  void dispatch();
+  return {
+    async stop() {
+      stopped = true;
+      clearInterval(timer);
+      await notifications.return?.();
+      await running;
+    },
+  };
+}
