@@ -7,7 +7,9 @@
 -- (44_change_feed.sql). An index on txid finds what committed after a
 -- snapshot. (Entries made before this column existed get this migration's
 -- transaction: they come first, together.)
-alter table app_public.audit_entries add column txid xid8 not null default pg_current_xact_id();
+-- (A bigint, not xid8: the API has no type for xid8. 64-bit transaction ids
+-- never wrap around.)
+alter table app_public.audit_entries add column txid bigint not null default pg_current_xact_id()::text::bigint;
 create index audit_entries_txid_idx on app_public.audit_entries (txid);
 comment on column app_public.audit_entries.txid is 'The transaction that made the change: the change feed''s cursor is made of snapshots.';
 

@@ -89,9 +89,9 @@ begin
   v_upper := coalesce(v_upper, pg_current_snapshot());
   v_entries := array(
     select e from app_public.audit_entries e
-    where e.txid >= pg_snapshot_xmin(v_from)
-      and not pg_visible_in_snapshot(e.txid, v_from)
-      and pg_visible_in_snapshot(e.txid, v_upper)
+    where e.txid >= pg_snapshot_xmin(v_from)::text::bigint
+      and not pg_visible_in_snapshot(e.txid::text::xid8, v_from)
+      and pg_visible_in_snapshot(e.txid::text::xid8, v_upper)
       and e.id > v_last
       and (change_feed.session_id is null or e.session_id = change_feed.session_id)
     order by e.id

@@ -125,7 +125,7 @@ begin
 end;
 $$;
 comment on function app_public.claim_required_actions(text, integer, integer, text[]) is
-  'Claims up to max_actions open required actions, oldest first (only those of the given kinds, when given), for lease_seconds: no other consumer gets them meanwhile; one not completed in time returns to the queue. consumer defaults to the caller.';
+  E'@resultFieldName requiredActions\nClaims up to max_actions open required actions, oldest first (only those of the given kinds, when given), for lease_seconds: no other consumer gets them meanwhile; one not completed in time returns to the queue. consumer defaults to the caller.';
 
 -- The action, locked, held by the consumer; ACTION_NOT_CLAIMED otherwise.
 create or replace function app_private.lock_claimed_action(action_id bigint, consumer text)
@@ -172,7 +172,7 @@ begin
 end;
 $$;
 comment on function app_public.complete_required_action(bigint, jsonb, text) is
-  'Completes a required action the consumer holds a claim on, with its result. ACTION_NOT_CLAIMED when the consumer does not hold it (its claim expired and another took it, say).';
+  E'@resultFieldName requiredAction\nCompletes a required action the consumer holds a claim on, with its result. ACTION_NOT_CLAIMED when the consumer does not hold it (its claim expired and another took it, say).';
 
 create or replace function app_public.release_required_action(action_id bigint, consumer text default null)
 returns app_public.required_actions
@@ -195,4 +195,4 @@ begin
 end;
 $$;
 comment on function app_public.release_required_action(bigint, text) is
-  'Gives a claimed required action back to the queue, for another consumer.';
+  E'@resultFieldName requiredAction\nGives a claimed required action back to the queue, for another consumer.';
