@@ -1,7 +1,1 @@
---!include 20_integrations.sql
---!include 34_status_change_trigger.sql
---!include 41_authorization.sql
---!include 44_change_feed.sql
---!include 45_required_actions_outbox.sql
---!include 46_webhooks.sql
---!include 60_grants_and_rls.sql
+-- Enter migration here

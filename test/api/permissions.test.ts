@@ -55,7 +55,7 @@ test.each(Object.keys(MAY))('%s: every role, own session and someone else\'s', a
     `select s.status || '/' || p.status || '/' || v.status as s from app_public.sessions s join app_public.payments p on p.session_id = s.id
      join app_public.video_calls v on v.session_id = s.id where s.id = $1`, [flow.sessionId])).rows[0].s;
 
-  for (const role of ['client', 'therapist', 'admin', 'payment_provider', 'anonymous'] as Role[]) {
+  for (const role of ['client', 'therapist', 'admin', 'payment_provider', 'integration', 'anonymous'] as Role[]) {
     for (const own of [true, false]) {
       const who: User | null = role === 'anonymous' ? null
         : user(role as AppRole, role === 'client' || role === 'therapist' ? (own ? owner[role] : randomUUID()) : randomUUID());

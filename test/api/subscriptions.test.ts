@@ -65,7 +65,7 @@ function subscribe(who: User, variables: Record<string, unknown> = {}) {
   };
 }
 
-async function requestSession(client: User, therapistId = randomUUID()): Promise<string> {
+async function requestSession(client: User, therapistId: string = randomUUID()): Promise<string> {
   const { rows: [s] } = await db.query(
     `select id from app_public.request_session($1, $2, now() + interval '1 day', 50, 2500, '254708374149')`, [client.id, therapistId]);
   return s.id;

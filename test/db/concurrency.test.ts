@@ -50,12 +50,13 @@ async function expectConsistent(ids: string[]): Promise<void> {
     `with last as (
        select distinct on (entity_id) entity_type, entity_id, new_value
        from app_public.audit_entries where session_id = any($1) order by entity_id, id desc)
-     select l.entity_type, l.new_value, coalesce(s.status, p.status, v.status) as status
+     select l.entity_type, l.new_value, coalesce(s.status, p.status, v.status, a.status) as status
      from last l
      left join app_public.sessions s on l.entity_type = 'session' and s.id = l.entity_id
      left join app_public.payments p on l.entity_type = 'payment' and p.id = l.entity_id
      left join app_public.video_calls v on l.entity_type = 'video' and v.id = l.entity_id
-     where l.new_value is distinct from coalesce(s.status, p.status, v.status)`, [ids]);
+     left join app_public.required_actions a on l.entity_type = 'required_action' and a.uid = l.entity_id
+     where l.new_value is distinct from coalesce(s.status, p.status, v.status, a.status)`, [ids]);
   expect(replay.rows).toEqual([]);
 }
 

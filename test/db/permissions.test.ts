@@ -13,7 +13,7 @@ let db: pg.Pool;
 beforeAll(() => { db = pool('superuser'); });
 afterAll(() => db.end());
 
-const ROLES: Role[] = ['client', 'therapist', 'admin', 'payment_provider', 'anonymous'];
+const ROLES: Role[] = ['client', 'therapist', 'admin', 'payment_provider', 'integration', 'anonymous'];
 
 async function actAs(client: pg.ClientBase, role: Role, userId: string | null): Promise<void> {
   await client.query(`select set_config('role', $1, true), set_config('jwt.claims.user_id', $2, true)`, [`flow_${role}`, userId ?? '']);
@@ -127,7 +127,7 @@ describe('structure', () => {
     expect(rows).toEqual([]);
     const count = await db.query(
       `select count(*)::int as n from pg_proc p join pg_namespace n on n.oid = p.pronamespace where n.nspname = 'app_public' and p.prosecdef`);
-    expect(count.rows[0].n).toBe(18); // the 13 flow steps, the payment callback and the 4 rule queries
+    expect(count.rows[0].n).toBe(23); // the 13 flow steps, the payment callback, the 4 rule queries, the outbox's 3 and the webhooks' 2
   });
 
   test('the API roles own nothing, cannot bypass row-level security, and the authenticator inherits nothing', async () => {
@@ -138,7 +138,7 @@ describe('structure', () => {
               + (select count(*)::int from pg_namespace s where s.nspowner = r.oid) as owns
        from pg_roles r where r.rolname like 'flow\\_%' and r.rolname <> 'flow_owner' order by r.rolname`);
     expect(rows.map((r) => r.rolname)).toEqual([
-      'flow_admin', 'flow_anonymous', 'flow_authenticator', 'flow_client', 'flow_payment_provider', 'flow_therapist']);
+      'flow_admin', 'flow_anonymous', 'flow_authenticator', 'flow_client', 'flow_integration', 'flow_payment_provider', 'flow_therapist']);
     for (const r of rows) expect({ role: r.rolname, bypassrls: r.rolbypassrls, super: r.rolsuper, owns: r.owns })
       .toEqual({ role: r.rolname, bypassrls: false, super: false, owns: 0 });
     expect(rows.find((r) => r.rolname === 'flow_authenticator').rolinherit).toBe(false);

@@ -161,7 +161,7 @@ export function transitionMessage(machine: Machine, from: string, to: string): {
   return { code: 'INVALID_STATE_TRANSITION', reason: null, message: `Invalid ${machine} transition: ${from} → ${to}. Allowed: ${allowed}` };
 }
 
-export type Role = 'client' | 'therapist' | 'admin' | 'payment_provider' | 'anonymous';
+export type Role = 'client' | 'therapist' | 'admin' | 'payment_provider' | 'integration' | 'anonymous';
 
 /** Who may take each flow step (issue 3), on their own sessions or on any; written here independently of app_hidden.step_permissions. */
 export const MAY: Record<string, Partial<Record<Role, 'own' | 'any'>>> = {
