@@ -102,7 +102,8 @@ export async function startApp(options: AppOptions): Promise<App> {
   // (PgSubscriber.subscribe returns its iterator at once, and listens from then on.)
   const subscriber = preset.pgServices[0].pgSubscriber! as unknown as { subscribe(topic: string): AsyncIterableIterator<string> };
   const listening = subscriber.subscribe(CHANGES_CHANNEL);
-  void (async () => { for await (const _ of listening) { /* kept open */ } })();
+  // (It ends, or throws when the listening connection drops: a subscription's own stream handles that.)
+  void (async () => { for await (const _ of listening) { /* kept open */ } })().catch(() => {});
   const dispatcher = config.worker ? startWebhookDispatcher(workerDb, subscriber, config.webhooks.dispatchPollMs) : undefined;
 
   return {

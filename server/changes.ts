@@ -34,42 +34,72 @@ interface FeedPage {
   has_more: boolean;
 }
 
-/** The feed's events, from `after` (or from now), read as the subscriber, for as long as the subscription lasts. */
-export async function* changeStream(
+/**
+ * The feed's events, from `after` (or from now), read as the subscriber, for
+ * as long as the subscription lasts. (An iterator whose return() ends it at
+ * once, even while it waits for a change.)
+ */
+export function changeStream(
   withPgClient: WithPgClient, pgSettings: Record<string, string> | null, subscriber: Subscriber,
   after: string | null, sessionId: string | null,
-): AsyncGenerator<Record<string, any>> {
-  // Listening before the first read: a change committed meanwhile wakes us.
-  const notifications = await subscriber.subscribe(CHANGES_CHANNEL);
+): AsyncIterableIterator<Record<string, any>> {
+  let closed = false;
+  let close!: () => void;
+  const closing = new Promise<'closed'>((resolve) => { close = () => resolve('closed'); });
   const query = (text: string, values: unknown[]) => withPgClient(pgSettings, (client) => client.query({ text, values }));
-  let wake: Promise<unknown> | null = null;
-  try {
-    let cursor: string = after ?? (await query('select app_public.change_feed_now() as cursor', [])).rows[0].cursor;
-    for (;;) {
-      let page: FeedPage;
-      do {
-        page = (await query('select to_json(f) as page from app_public.change_feed($1, $2, $3) f', [cursor, PAGE, sessionId])).rows[0].page;
-        for (const event of page.events) yield toGraphQL(event);
-        cursor = page.cursor;
-      } while (page.has_more);
-      // Until a change of this subscription's session (any, without one), or the poll.
-      for (;;) {
-        wake ??= notifications.next().then((n) => { wake = null; return n; });
-        const woken = await Promise.race([wake, new Promise((resolve) => setTimeout(resolve, POLL_MS, 'poll'))]);
-        if (woken === 'poll' || !sessionId) break;
-        const n = woken as IteratorResult<string>;
-        if (n.done) return;
-        if (n.value === sessionId) break;
+
+  async function* stream(): AsyncGenerator<Record<string, any>> {
+    // Listening before the first read: a change committed meanwhile wakes us.
+    const notifications = await subscriber.subscribe(CHANGES_CHANNEL);
+    let wake: Promise<IteratorResult<string>> | null = null;
+    try {
+      let cursor: string = after ?? (await query('select app_public.change_feed_now() as cursor', [])).rows[0].cursor;
+      while (!closed) {
+        let page: FeedPage;
+        do {
+          page = (await query('select to_json(f) as page from app_public.change_feed($1, $2, $3) f', [cursor, PAGE, sessionId])).rows[0].page;
+          for (const event of page.events) {
+            if (closed) return;
+            yield toGraphQL(event);
+          }
+          cursor = page.cursor;
+        } while (page.has_more && !closed);
+        // Until a change of this subscription's session (any, without one), the poll, or the end.
+        for (;;) {
+          wake ??= notifications.next().then((n) => { wake = null; return n; });
+          const woken = await Promise.race([wake, closing, new Promise((resolve) => setTimeout(resolve, POLL_MS, 'poll'))]);
+          if (woken === 'closed') return;
+          if (woken === 'poll' || !sessionId) break;
+          const n = woken as IteratorResult<string>;
+          if (n.done) return;
+          if (n.value === sessionId) break;
+        }
       }
+    } finally {
+      await notifications.return?.();
     }
-  } finally {
-    await notifications.return?.();
   }
+
+  const events = stream();
+  return {
+    [Symbol.asyncIterator]() { return this; },
+    next: () => events.next(),
+    async return(value?: any) {
+      closed = true;
+      close();
+      return events.return(value);
+    },
+    async throw(err?: unknown) {
+      closed = true;
+      close();
+      return events.throw(err);
+    },
+  };
 }
 
 function toGraphQL(e: Record<string, any>): Record<string, unknown> {
   return {
-    id: String(e.id), cursor: e.cursor, eventType: e.event_type, sessionId: e.session_id, entityType: e.entity_type,
+    rowId: String(e.id), cursor: e.cursor, eventType: e.event_type, sessionId: e.session_id, entityType: e.entity_type,
     entityId: e.entity_id, oldValue: e.old_value, newValue: e.new_value, step: e.step, reason: e.reason,
     actor: e.actor, requestId: e.request_id, createdAt: e.created_at,
   };
@@ -77,10 +107,10 @@ function toGraphQL(e: Record<string, any>): Record<string, unknown> {
 
 export const ChangesPlugin = extendSchema(() => ({
   typeDefs: gql`
-    """A committed change, as the change feed gives it (app_public.change_event)."""
+    """A committed change, as the change feed gives it (ChangeEvent, app_public.change_event)."""
     type ChangeFeedEvent {
-      """The audit entry's id."""
-      id: BigInt!
+      """The audit entry's id (rowId, as in ChangeEvent and AuditEntry)."""
+      rowId: BigInt!
       """Pass it as after (to the subscription or to changeFeed) to resume after this change."""
       cursor: String!
       """entity.new_state, e.g. payment.confirmed, session.cancelled, required_action.open."""

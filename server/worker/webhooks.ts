@@ -100,9 +100,10 @@ export function startWebhookDispatcher(db: pg.Pool, subscriber: Subscriber, poll
     return running;
   };
   const notifications = subscriber.subscribe(CHANGES_CHANNEL);
+  // (A dropped listening connection ends this; the poll carries on.)
   void (async () => {
     for await (const _ of notifications) void dispatch();
-  })();
+  })().catch(() => {});
   const timer = setInterval(() => void dispatch(), pollMs);
   void dispatch();
   return {

@@ -24,10 +24,10 @@ afterAll(async () => {
 });
 
 const SUBSCRIPTION = `subscription ($after: String, $sessionId: UUID) {
-  changes(after: $after, sessionId: $sessionId) { id cursor eventType sessionId entityType newValue oldValue step actor }
+  changes(after: $after, sessionId: $sessionId) { rowId cursor eventType sessionId entityType newValue oldValue step actor }
 }`;
 
-interface Event { id: string; cursor: string; eventType: string; sessionId: string; step: string | null; actor: string }
+interface Event { rowId: string; cursor: string; eventType: string; sessionId: string; step: string | null; actor: string }
 
 // Every subscription is closed after its test, whatever happened in it.
 const open = new Set<{ close(): Promise<void> }>();
@@ -141,16 +141,16 @@ test('a subscriber that disconnects mid-flow comes back with its last cursor: wh
   await db.query('select app_public.cancel_session($1)', [id]);
   const { rows: trail } = await db.query(`select id::text, entity_type || '.' || new_value as t from app_public.audit_entries where session_id = $1 order by id`, [id]);
   const kept = before.slice(0, before.indexOf(lastSeen) + 1);
-  const missedAndLive = trail.filter((e) => Number(e.id) > Number(lastSeen.id));
+  const missedAndLive = trail.filter((e) => Number(e.id) > Number(lastSeen.rowId));
   // Missed while away (the failure, its action, the retry) and live (the cancellation):
   expect(missedAndLive.map((e) => e.t)).toEqual(expect.arrayContaining(['payment.failed', 'required_action.open', 'session.cancelled', 'payment.cancelled']));
   const after = await back.until(missedAndLive.length);
   await new Promise((r) => setTimeout(r, 300)); // (and nothing more)
   await back.close();
   expect(back.errors).toEqual([]);
-  expect(after.map((e) => [String(e.id), e.eventType])).toEqual(missedAndLive.map((e) => [e.id, e.t]));
+  expect(after.map((e) => [String(e.rowId), e.eventType])).toEqual(missedAndLive.map((e) => [e.id, e.t]));
   // Together: every change after the first subscription's cursor, once each, in order.
-  expect([...kept, ...after].map((e) => String(e.id))).toEqual(trail.filter((e) => Number(e.id) > Number(trail[0].id)).map((e) => e.id));
+  expect([...kept, ...after].map((e) => String(e.rowId))).toEqual(trail.filter((e) => Number(e.id) > Number(trail[0].id)).map((e) => e.id));
 });
 
 test('a bad cursor is refused with INVALID_CURSOR; a bad token at connection with INVALID_TOKEN', async () => {
