@@ -14,7 +14,8 @@ import { DarajaClient } from './mpesa/daraja';
 import type { PaymentProvider } from './mpesa/provider';
 import { MpesaSimulator } from './mpesa/simulator';
 import { paymentTasks } from './worker/payments';
-import { startWebhookDispatcher, webhookTasks } from './worker/webhooks';
+import { startDispatcher } from './worker/dispatcher';
+import { webhookTasks } from './worker/webhooks';
 import { CHANGES_CHANNEL } from './changes';
 import { startWorker } from './worker/run';
 
@@ -104,7 +105,7 @@ export async function startApp(options: AppOptions): Promise<App> {
   const listening = subscriber.subscribe(CHANGES_CHANNEL);
   // (It ends, or throws when the listening connection drops: a subscription's own stream handles that.)
   void (async () => { for await (const _ of listening) { /* kept open */ } })().catch(() => {});
-  const dispatcher = config.worker ? startWebhookDispatcher(workerDb, subscriber, config.webhooks.dispatchPollMs) : undefined;
+  const dispatcher = config.worker ? startDispatcher(workerDb, subscriber, config.webhooks.dispatchPollMs) : undefined;
 
   return {
     server,

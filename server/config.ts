@@ -45,7 +45,7 @@ export interface WebhooksConfig {
   maxAttempts: number;
   retryBaseMs: number;
   retryMaxMs: number;
-  /** The dispatcher reads the change feed at least this often. */
+  /** The dispatcher (pushes to queue, webhooks to move on) runs at least this often. */
   dispatchPollMs: number;
 }
 

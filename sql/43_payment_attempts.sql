@@ -1,14 +1,14 @@
 -- M-Pesa payment attempts and their callbacks (tables: 19_payment_attempts.sql).
 --
 -- Every path that moves a payment keeps its attempts true, by trigger:
--- entering `initiated` opens an attempt and queues its STK push (a
--- graphile-worker job, in the same transaction: the push happens only if the
--- step commits); leaving `initiated` settles the open attempt. The provider's
+-- entering `initiated` opens an attempt (status requesting: its STK push is
+-- to be made once the step commits; app_private.queue_stk_pushes queues the
+-- job); leaving `initiated` settles the open attempt. The provider's
 -- answers (push response, callback, STK push query) settle attempts through
 -- app_private.settle_attempt, which moves the payment and the session.
 
--- Opens the attempt of a payment that enters `initiated` and queues its push;
--- settles the open attempt of a payment that leaves it.
+-- Opens the attempt of a payment that enters `initiated`; settles the open
+-- attempt of a payment that leaves it.
 create or replace function app_private.tg_payments__attempts() returns trigger
 language plpgsql
 as $$
@@ -27,14 +27,12 @@ begin
     select new.id, new.session_id, coalesce(max(a.attempt_no), 0) + 1, new.payer_phone, new.amount_kes
     from app_public.payment_attempts a where a.payment_id = new.id
     returning id into v_attempt_id;
-    perform graphile_worker.add_job('mpesa_stk_push', json_build_object('attemptId', v_attempt_id),
-                                    max_attempts := 5, job_key := 'mpesa_stk_push:' || v_attempt_id);
   end if;
   return null;
 end;
 $$;
 comment on function app_private.tg_payments__attempts() is
-  'Opens a payment attempt (and queues its STK push) when a payment is initiated; settles it when the payment moves on.';
+  'Opens a payment attempt when a payment is initiated; settles it when the payment moves on.';
 create or replace trigger _500_payment_attempts
   after update of status on app_public.payments
   for each row when (old.status is distinct from new.status and 'initiated' in (old.status, new.status))
@@ -386,6 +384,35 @@ begin
   end if;
   perform app_private.end_step();
   return v_outcome;
+end;
+$$;
+
+-- Queues the STK push job of every attempt waiting for one (committed, so
+-- the push never runs for a step that rolled back); returns how many. Run
+-- by the server's dispatcher when the flow changes, and by the sweep.
+create or replace function app_private.queue_stk_pushes(max_attempts integer default 500)
+returns integer
+language plpgsql
+as $$
+declare
+  v_count integer;
+begin
+  with waiting as (
+    select a.id from app_public.payment_attempts a
+    where a.status = 'requesting' and a.push_queued_at is null
+    order by a.created_at
+    limit queue_stk_pushes.max_attempts
+    for update skip locked
+  ), queued as (
+    update app_public.payment_attempts a set push_queued_at = now()
+    from waiting w where a.id = w.id
+    returning a.id
+  )
+  select count(graphile_worker.add_job('mpesa_stk_push', json_build_object('attemptId', q.id),
+                                       max_attempts := 5, job_key := 'mpesa_stk_push:' || q.id))
+  into v_count
+  from queued q;
+  return v_count;
 end;
 $$;
 

@@ -126,3 +126,13 @@ as $$
       delivered_at = case when record_webhook_attempt.delivered then now() end
   where d.id = record_webhook_attempt.delivery_id;
 $$;
+
+-- What the server's dispatcher runs when the flow changes: the STK pushes
+-- to queue, and the webhooks to move along; returns how much it did (it is
+-- run again while that is a full batch).
+create or replace function app_private.dispatch(max_items integer default 500)
+returns integer
+language sql
+as $$
+  select greatest(app_private.queue_stk_pushes(dispatch.max_items), app_private.dispatch_webhooks(dispatch.max_items));
+$$;

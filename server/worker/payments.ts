@@ -1,15 +1,17 @@
 /*
  * The payment jobs (graphile-worker, in the same database as the flow):
- *   mpesa_stk_push        queued by the database when a payment is initiated
- *                         (app_private.tg_payments__attempts): asks the
- *                         provider to push the prompt, and records its answer;
+ *   mpesa_stk_push        queued for each new attempt (a payment initiated)
+ *                         by the dispatcher (app_private.queue_stk_pushes):
+ *                         asks the provider to push the prompt, and records
+ *                         its answer;
  *   mpesa_settle_attempt  an attempt still open after PAYMENT_QUERY_AFTER:
  *                         asks the provider (STK push query). "Still being
  *                         processed" means wait; past PAYMENT_GIVE_UP_AFTER
  *                         without an answer the attempt fails (and the client
  *                         is alerted to retry, ALERT_CLIENT_RETRY);
- *   mpesa_sweep           every minute: queues mpesa_settle_attempt for any
- *                         open attempt that has none (after a crash, say).
+ *   mpesa_sweep           every minute: queues any push not queued yet, and
+ *                         mpesa_settle_attempt for any open attempt that has
+ *                         none (after a crash, say).
  * Each database call is one transaction as the schema owner, in the name of
  * the provider; what it does is decided in SQL.
  */
@@ -121,6 +123,7 @@ export function paymentTasks(db: pg.Pool, config: PaymentJobsConfig): TaskList {
     },
 
     async mpesa_sweep() {
+      await db.query('select app_private.queue_stk_pushes()');
       await db.query('select app_private.queue_payment_settlements(make_interval(secs => $1))', [config.queryAfterSeconds]);
     },
   };

@@ -1,8 +1,7 @@
 /*
- * Webhooks. The dispatcher moves each webhook along the change feed
- * (app_private.dispatch_webhooks), woken by the flow's notifications and
- * every few seconds besides; every matching event becomes a delivery job.
- * webhook_deliver POSTs the event, signed, and records the attempt; a
+ * Webhooks. The dispatcher (server/worker/dispatcher.ts) moves each webhook
+ * along the change feed (app_private.dispatch_webhooks); every matching
+ * event becomes a delivery job. webhook_deliver POSTs the event, signed, and records the attempt; a
  * failure (an error status, a timeout, no connection) is tried again later,
  * with exponential backoff, until the last attempt.
  *
@@ -12,7 +11,6 @@
 import { createHmac } from 'node:crypto';
 import type { TaskList } from 'graphile-worker';
 import pg from 'pg';
-import { CHANGES_CHANNEL } from '../changes';
 
 export interface WebhookConfig {
   timeoutMs: number;
@@ -72,46 +70,6 @@ export function webhookTasks(db: pg.Pool, config: WebhookConfig): TaskList {
         const wait = Math.min(config.retryBaseMs * 2 ** (attemptNo - 1), config.retryMaxMs);
         await helpers.addJob('webhook_deliver', { deliveryId: d.id }, { runAt: new Date(Date.now() + wait), jobKey: `webhook_deliver:${d.id}` });
       }
-    },
-  };
-}
-
-interface Subscriber {
-  subscribe(topic: string): AsyncIterableIterator<string>;
-}
-
-/** Moves the webhooks along the change feed when the flow changes, and every pollMs. */
-export function startWebhookDispatcher(db: pg.Pool, subscriber: Subscriber, pollMs = 5000): { stop(): Promise<void> } {
-  let running: Promise<void> | null = null;
-  let again = false;
-  let stopped = false;
-  const dispatch = (): Promise<void> => {
-    if (running) {
-      again = true;
-      return running;
-    }
-    running = (async () => {
-      do {
-        again = false;
-        // Until the webhooks have caught up (a call reads at most 500 events each).
-        while (!stopped && (await db.query('select app_private.dispatch_webhooks(500) as n')).rows[0].n >= 500) { /* on */ }
-      } while (again && !stopped);
-    })().catch((err) => console.error(`webhooks: dispatch failed: ${err.message}`)).finally(() => { running = null; });
-    return running;
-  };
-  const notifications = subscriber.subscribe(CHANGES_CHANNEL);
-  // (A dropped listening connection ends this; the poll carries on.)
-  void (async () => {
-    for await (const _ of notifications) void dispatch();
-  })().catch(() => {});
-  const timer = setInterval(() => void dispatch(), pollMs);
-  void dispatch();
-  return {
-    async stop() {
-      stopped = true;
-      clearInterval(timer);
-      await notifications.return?.();
-      await running;
     },
   };
 }

@@ -23,13 +23,21 @@ const ledger = async (c: pg.ClientBase, checkout: string) =>
   (await c.query('select outcome, deliveries, attempt_id from app_private.payment_callbacks where checkout_request_id = $1', [checkout])).rows[0];
 
 describe('attempts', () => {
-  test('initiating a payment opens an attempt and queues its STK push; a retry opens another and keeps the first', async () => {
+  test('initiating a payment opens an attempt, whose STK push the dispatcher queues once; a retry opens another and keeps the first', async () => {
     await rolledBack(db, async (c) => {
-      const p = await waitingPayment(c);
-      const job = await c.query(
+      const { rows: [s] } = await c.query(
+        `select id from app_public.request_session(gen_random_uuid(), gen_random_uuid(), now() + interval '1 day', 50, 2500, '0708374149')`);
+      await c.query('select app_public.approve_session($1)', [s.id]);
+      await c.query('select app_public.initiate_payment($1)', [s.id]);
+      const { rows: [waiting] } = await c.query(`select id, status, push_queued_at from app_public.payment_attempts where session_id = $1`, [s.id]);
+      expect(waiting).toMatchObject({ status: 'requesting', push_queued_at: null });
+      expect((await c.query('select app_private.queue_stk_pushes() as n')).rows[0].n).toBeGreaterThanOrEqual(1);
+      expect((await c.query('select app_private.queue_stk_pushes() as n')).rows[0].n).toBe(0);
+      const pushJob = await c.query(
         `select t.identifier as task_identifier, j.payload from graphile_worker._private_jobs j
-         join graphile_worker._private_tasks t on t.id = j.task_id where j.key = $1`, [`mpesa_stk_push:${p.attemptId}`]);
-      expect(job.rows[0]).toEqual({ task_identifier: 'mpesa_stk_push', payload: { attemptId: p.attemptId } });
+         join graphile_worker._private_tasks t on t.id = j.task_id where j.key = $1`, [`mpesa_stk_push:${waiting.id}`]);
+      expect(pushJob.rows).toEqual([{ task_identifier: 'mpesa_stk_push', payload: { attemptId: waiting.id } }]);
+      const p = await waitingPayment(c);
       await receive(c, callbackJson(p.checkoutId, { resultCode: 1032 }));
       await c.query('select app_public.initiate_payment($1)', [p.sessionId]);
       expect(await attempts(c, p.sessionId)).toEqual([
