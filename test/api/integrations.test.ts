@@ -77,6 +77,16 @@ describe('required actions (outbox)', () => {
     ]);
   });
 
+  test('the open actions are listed, for integrations as for admins, never for a client who does not own them', async () => {
+    const sessionId = await failedPayment();
+    const LIST = `query ($id: UUID!) { allRequiredActions(condition: { sessionId: $id, status: "open" }) { nodes { action status uid } } }`;
+    for (const role of ['integration', 'admin'] as const) {
+      const res = await gql(app, user(role), LIST, { id: sessionId });
+      expect({ role, errors: res.errors, nodes: res.data?.allRequiredActions.nodes.map((n: any) => n.action) }).toEqual({ role, errors: undefined, nodes: ["ALERT_CLIENT_RETRY"] });
+    }
+    expect((await gql(app, user('client'), LIST, { id: sessionId })).data!.allRequiredActions.nodes).toEqual([]);
+  });
+
   test('a claim not completed in time returns to the queue, for another consumer', async () => {
     const sessionId = await failedPayment();
     const integration = user('integration');
