@@ -20,6 +20,9 @@ async function main(): Promise<void> {
   }
   const app = await startApp({ connectionString, ownerConnectionString: db.ownerUrl, config });
   console.log(`flow-integrity API on ${app.url}/graphql (database: ${db.source})`);
+  // (The callback URL carries a secret: not written to a production log.)
+  const callbackUrl = config.production ? app.callbackUrl.replace(/[^/]+$/, '<MPESA_CALLBACK_SECRET>') : app.callbackUrl;
+  console.log(`  M-Pesa: ${app.provider.name}; callback URL ${callbackUrl}; worker ${config.worker ? 'running here' : 'off (WORKER=off)'}`);
   if (!config.production) {
     console.log(`  Ruru (GraphiQL): ${app.url}/graphql`);
     console.log(`  a token to try it with: npm run token -- client`);
