@@ -150,7 +150,7 @@ async function profile(superuserUrl: string): Promise<void> {
   try {
     await client.query('create extension if not exists pg_stat_statements');
     const { rows } = await client.query(
-      `select calls, round(mean_exec_time::numeric * 1000, 1) as exec_us, round(mean_plan_time::numeric * 1000, 1) as plan_us,
+      `select calls, plans, round(mean_exec_time::numeric * 1000, 1) as exec_us, round(mean_plan_time::numeric * 1000, 1) as plan_us,
               left(regexp_replace(query, '\\s+', ' ', 'g'), 100) as query
        from pg_stat_statements where calls >= 1000 order by total_exec_time desc limit 20`);
     console.table(rows);
