@@ -15,6 +15,7 @@ import type { PaymentProvider } from './mpesa/provider';
 import { MpesaSimulator } from './mpesa/simulator';
 import { paymentTasks } from './worker/payments';
 import { startDispatcher } from './worker/dispatcher';
+import { outboxTasks } from './worker/outbox';
 import { webhookTasks } from './worker/webhooks';
 import { CHANGES_CHANNEL } from './changes';
 import { startWorker } from './worker/run';
@@ -95,6 +96,7 @@ export async function startApp(options: AppOptions): Promise<App> {
             queryAfterSeconds: config.payments.queryAfterSeconds, giveUpAfterSeconds: config.payments.giveUpAfterSeconds,
           }),
           ...webhookTasks(workerDb, config.webhooks),
+          ...outboxTasks(workerDb),
         },
       })
     : undefined;

@@ -16,8 +16,9 @@ export async function startWorker({ ownerConnectionString, tasks, concurrency = 
   return run({
     connectionString: ownerConnectionString,
     taskList: tasks,
-    // Open payment attempts are looked at every minute, whatever happened to their own jobs.
-    crontab: '* * * * * mpesa_sweep',
+    // Every minute: open payment attempts are looked at, whatever happened to their own jobs;
+    // expired claims on required actions go back to the queue.
+    crontab: '* * * * * mpesa_sweep\n* * * * * outbox_sweep',
     concurrency,
     noHandleSignals: true,
     pollInterval: 1000,

@@ -96,6 +96,11 @@ describe('required actions (outbox)', () => {
     expect(await claimedBy('slow', 1)).toHaveLength(1);
     expect(await claimedBy('fast', 60)).toHaveLength(0);
     await new Promise((r) => setTimeout(r, 1200));
+    // The minute's sweep puts it back in the queue, before anyone claims again.
+    await db.query(`select graphile_worker.add_job('outbox_sweep')`);
+    const status = async () => (await db.query('select status from app_public.required_actions where session_id = $1', [sessionId])).rows[0].status;
+    for (let i = 0; i < 50 && (await status()) !== 'open'; i++) await new Promise((r) => setTimeout(r, 100));
+    expect(await status()).toBe('open');
     const retaken = await claimedBy('fast', 60);
     expect(retaken).toEqual([expect.objectContaining({ claimedBy: 'fast' })]);
     const late = await gql(app, integration, COMPLETE, { id: retaken[0].rowId, consumer: 'slow', result: {} });
@@ -104,6 +109,8 @@ describe('required actions (outbox)', () => {
       `select old_value || '→' || new_value as change, reason from app_public.audit_entries where entity_type = 'required_action' and session_id = $1 order by id`, [sessionId]);
     expect(reasons.rows.map((r) => r.change)).toEqual([null, 'open→claimed', 'claimed→open', 'open→claimed']);
     expect(reasons.rows.filter((r) => r.change === 'claimed→open')).toEqual([{ change: 'claimed→open', reason: 'The claim expired without completion.' }]);
+    const sweep = await db.query(`select actor from app_public.audit_entries where session_id = $1 and old_value = 'claimed' and new_value = 'open'`, [sessionId]);
+    expect(sweep.rows).toEqual([{ actor: 'outbox-sweep' }]);
   });
 
   test('20 consumers claiming at once over real connections: every action claimed exactly once', async () => {
