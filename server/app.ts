@@ -3,6 +3,7 @@
  * development, and /healthz, which answers 200 only when the database does.
  */
 import { createServer, Server } from 'node:http';
+import type { Duplex } from 'node:stream';
 import pg from 'pg';
 import { postgraphile, PostGraphileInstance } from 'postgraphile';
 import { grafserv } from 'postgraphile/grafserv/node';
@@ -69,9 +70,16 @@ export async function startApp(options: AppOptions): Promise<App> {
     graphql(req, res);
   });
   const upgrade = await serv.getUpgradeHandler();
+  // Websockets live on (subscriptions): closing the server waits for no
+  // request on them, so they are closed when it stops (clients reconnect
+  // elsewhere and resume from their last cursor).
+  const websockets = new Set<Duplex>();
   server.on('upgrade', (req, socket, head) => {
-    if (upgrade && serv.shouldHandleUpgrade(req, socket, head)) upgrade(req, socket, head);
-    else socket.destroy();
+    if (upgrade && serv.shouldHandleUpgrade(req, socket, head)) {
+      websockets.add(socket);
+      socket.once('close', () => websockets.delete(socket));
+      upgrade(req, socket, head);
+    } else socket.destroy();
   });
   await pgl.getSchema();
   await new Promise<void>((resolve, reject) => {
@@ -122,6 +130,7 @@ export async function startApp(options: AppOptions): Promise<App> {
       // In-flight requests finish; then the listeners and every pool close.
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
+      for (const socket of websockets) socket.destroy();
       await closed;
       await serv.release(); // (releases the PostGraphile instance too)
       // ...which leaves the pg pools open: release the services as well.

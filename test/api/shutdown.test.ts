@@ -34,3 +34,22 @@ test('an in-flight mutation finishes before the server stops', async () => {
   setup.release();
   await db.end();
 });
+
+test('open subscriptions do not keep the server from stopping: their sockets are closed', async () => {
+  const { createClient } = await import('graphql-ws');
+  const WebSocket = (await import('ws')).default;
+  const app = await startTestApp();
+  const client = createClient({
+    url: `${app.url.replace('http', 'ws')}/graphql`, webSocketImpl: WebSocket, retryAttempts: 0,
+    connectionParams: { Authorization: `Bearer ${user('admin').token}` },
+  });
+  let ended = false;
+  client.subscribe({ query: 'subscription { changes { rowId } }' }, { next: () => {}, error: () => { ended = true; }, complete: () => { ended = true; } });
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  const started = Date.now();
+  await app.close();
+  expect(Date.now() - started).toBeLessThan(5000);
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  expect(ended).toBe(true);
+  await client.dispose();
+});
