@@ -1,7 +1,7 @@
 /*
  * Identity: a bearer JWT (HS256 with a shared secret, or RS256 with a public
  * key) whose claims give the user id (`sub`) and the role (client,
- * therapist, admin, payment_provider). It becomes the transaction's settings:
+ * therapist, admin, payment_provider, integration). It becomes the transaction's settings:
  * the database role, jwt.claims.*, and the audit log's actor and request id.
  * No token: the anonymous role, which may read nothing. A bad token is
  * refused, not downgraded to anonymous.
@@ -18,6 +18,8 @@ export class AuthenticationError extends Error {}
 export interface Identity {
   role: AppRole | 'anonymous';
   userId: string | null;
+  /** When the token expires (seconds since the epoch; `exp`), if it does. */
+  expiresAt?: number;
 }
 
 // Keys as KeyObjects, made once: given a string, jsonwebtoken first tries to
@@ -54,7 +56,7 @@ export function identify(authorization: string | undefined, config: ServerConfig
   }
   if (!APP_ROLES.includes(claims.role)) throw new AuthenticationError(`Invalid token: role must be one of ${APP_ROLES.join(', ')}`);
   if (typeof claims.sub !== 'string' || !UUID.test(claims.sub)) throw new AuthenticationError('Invalid token: sub must be the user id (a UUID)');
-  return { role: claims.role, userId: claims.sub };
+  return { role: claims.role, userId: claims.sub, ...(typeof claims.exp === 'number' ? { expiresAt: claims.exp } : {}) };
 }
 
 /** The transaction-local settings a request runs with. */
@@ -65,6 +67,8 @@ export function pgSettingsFor(identity: Identity, requestId: string = randomUUID
     'jwt.claims.role': identity.role,
     'flow.actor': identity.userId ? `${identity.role}:${identity.userId}` : identity.role,
     'flow.request_id': requestId,
+    // (Long-lived operations, subscriptions, end when the token does.)
+    ...(identity.expiresAt ? { 'jwt.claims.exp': String(identity.expiresAt) } : {}),
   };
 }
 

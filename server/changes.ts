@@ -10,17 +10,16 @@
  * on; a poll every few seconds covers a notification lost with a dropped
  * listening connection. Everything it sends comes from the feed, one cursor
  * after another: what was missed while away comes first, then what happens
- * live, with no gap and no duplicate at the seam.
+ * live, with no gap and no duplicate at the seam. It ends, with
+ * INVALID_TOKEN, when the subscriber's token expires.
  */
-import { context, GrafastSubscriber, lambda, listen } from 'postgraphile/grafast';
+import { context, GrafastSubscriber, lambda, listen, SafeError } from 'postgraphile/grafast';
 import { extendSchema, gql } from 'postgraphile/utils';
 
 export const CHANGES_CHANNEL = 'flow_changes';
 
 /** Events are read this many at a time. */
 const PAGE = 200;
-/** A subscriber reads on at least this often without a notification. */
-const POLL_MS = Number(process.env.CHANGES_POLL_MS ?? 5000);
 
 interface Subscriber {
   subscribe(topic: string): AsyncIterableIterator<string> | Promise<AsyncIterableIterator<string>>;
@@ -41,8 +40,12 @@ interface FeedPage {
  */
 export function changeStream(
   withPgClient: WithPgClient, pgSettings: Record<string, string> | null, subscriber: Subscriber,
-  after: string | null, sessionId: string | null,
+  after: string | null, sessionId: string | null, pollMs: number,
 ): AsyncIterableIterator<Record<string, any>> {
+  const expiresAt = pgSettings?.['jwt.claims.exp'] ? Number(pgSettings['jwt.claims.exp']) * 1000 : Infinity;
+  const checkToken = () => {
+    if (Date.now() >= expiresAt) throw new SafeError('The token expired: subscribe again with a new one', { code: 'INVALID_TOKEN' });
+  };
   let closed = false;
   let close!: () => void;
   const closing = new Promise<'closed'>((resolve) => { close = () => resolve('closed'); });
@@ -55,6 +58,7 @@ export function changeStream(
     try {
       let cursor: string = after ?? (await query('select app_public.change_feed_now() as cursor', [])).rows[0].cursor;
       while (!closed) {
+        checkToken();
         let page: FeedPage;
         do {
           page = (await query('select to_json(f) as page from app_public.change_feed($1, $2, $3) f', [cursor, PAGE, sessionId])).rows[0].page;
@@ -67,7 +71,8 @@ export function changeStream(
         // Until a change of this subscription's session (any, without one), the poll, or the end.
         for (;;) {
           wake ??= notifications.next().then((n) => { wake = null; return n; });
-          const woken = await Promise.race([wake, closing, new Promise((resolve) => setTimeout(resolve, POLL_MS, 'poll'))]);
+          const wait = Math.max(0, Math.min(pollMs, expiresAt - Date.now()));
+          const woken = await Promise.race([wake, closing, new Promise((resolve) => setTimeout(resolve, wait, 'poll'))]);
           if (woken === 'closed') return;
           if (woken === 'poll' || !sessionId) break;
           const n = woken as IteratorResult<string>;
@@ -105,7 +110,8 @@ function toGraphQL(e: Record<string, any>): Record<string, unknown> {
   };
 }
 
-export const ChangesPlugin = extendSchema(() => ({
+/** pollMs: a subscription reads on at least this often without a notification (CHANGES_POLL_MS). */
+export const makeChangesPlugin = ({ pollMs }: { pollMs: number }) => extendSchema(() => ({
   typeDefs: gql`
     """A committed change, as the change feed gives it (ChangeEvent, app_public.change_event)."""
     type ChangeFeedEvent {
@@ -146,7 +152,7 @@ export const ChangesPlugin = extendSchema(() => ({
               ([withPgClient, pgSettings, pgSubscriber]) => ({
                 subscribe: (topic: string) => {
                   const { after, sessionId } = JSON.parse(topic);
-                  return changeStream(withPgClient as unknown as WithPgClient, pgSettings as Record<string, string> | null, pgSubscriber as Subscriber, after, sessionId);
+                  return changeStream(withPgClient as unknown as WithPgClient, pgSettings as Record<string, string> | null, pgSubscriber as Subscriber, after, sessionId, pollMs);
                 },
               }) as unknown as GrafastSubscriber<Record<string, any>>,
             );

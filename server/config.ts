@@ -37,6 +37,8 @@ export interface ServerConfig {
   /** Run graphile-worker (payment jobs, webhooks) inside the server process. */
   worker: boolean;
   webhooks: WebhooksConfig;
+  /** A subscription reads the change feed at least this often, notified or not. */
+  changesPollMs: number;
 }
 
 export interface WebhooksConfig {
@@ -71,6 +73,7 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): ServerConfig {
     maxQueryCost: Number(env.MAX_QUERY_COST ?? 500),
     payments: readPaymentsConfig(env, production),
     worker: env.WORKER !== 'off',
+    changesPollMs: Number(env.CHANGES_POLL_MS ?? 5000),
     webhooks: {
       timeoutMs: Number(env.WEBHOOK_TIMEOUT_MS ?? 10_000),
       maxAttempts: Number(env.WEBHOOK_MAX_ATTEMPTS ?? 10),

@@ -13,7 +13,7 @@ import { PostGraphileAmberPreset } from 'postgraphile/presets/amber';
 import { AuthenticationError, identities, identify, pgSettingsFor } from './auth';
 import type { ServerConfig } from './config';
 import { maskError } from './errors';
-import { ChangesPlugin } from './changes';
+import { makeChangesPlugin } from './changes';
 import { makeHardeningPlugin } from './hardening';
 
 export interface PresetOptions {
@@ -27,7 +27,7 @@ export interface PresetOptions {
 export function makePreset({ connectionString, ownerConnectionString, config }: PresetOptions) {
   return {
     extends: [PostGraphileAmberPreset],
-    plugins: [ChangesPlugin, makeHardeningPlugin({ maxDepth: config.maxQueryDepth, maxCost: config.maxQueryCost, production: config.production })],
+    plugins: [makeChangesPlugin({ pollMs: config.changesPollMs }), makeHardeningPlugin({ maxDepth: config.maxQueryDepth, maxCost: config.maxQueryCost, production: config.production })],
     pgServices: [
       makePgService({
         connectionString,

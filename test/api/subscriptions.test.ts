@@ -9,6 +9,8 @@ import { Client, createClient } from 'graphql-ws';
 import pg from 'pg';
 import WebSocket from 'ws';
 import type { App } from '../../server/app';
+import { mintToken } from '../../server/auth';
+import { DEVELOPMENT_JWT_SECRET } from '../../server/config';
 import { gql, startTestApp, user, User } from '../helpers/api';
 import { pool } from '../helpers/db';
 
@@ -163,4 +165,15 @@ test('a bad cursor is refused with INVALID_CURSOR; a bad token at connection wit
   await refused.until(1).catch(() => {});
   await refused.close();
   expect(JSON.stringify(refused.errors)).toMatch(/INVALID_TOKEN/);
+});
+
+test('a subscription ends, with INVALID_TOKEN, when its token expires', async () => {
+  const id = randomUUID();
+  const shortLived = { role: 'admin' as const, id, token: mintToken({ role: 'admin', userId: id }, DEVELOPMENT_JWT_SECRET, '2s') };
+  const sub = subscribe(shortLived);
+  const started = Date.now();
+  while (sub.errors.length === 0 && Date.now() - started < 6000) await new Promise((r) => setTimeout(r, 50));
+  expect(JSON.stringify(sub.errors)).toMatch(/INVALID_TOKEN/);
+  expect(JSON.stringify(sub.errors)).toMatch(/token expired/);
+  expect(Date.now() - started).toBeLessThan(4000);
 });
