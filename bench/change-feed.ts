@@ -23,6 +23,7 @@ import { mintToken } from '../server/auth';
 import { DEVELOPMENT_JWT_SECRET } from '../server/config';
 import { openScratchDatabase } from '../server/db/scratch';
 import { startApiProcess } from './api-process';
+import { percentile } from './stats';
 
 const FLOW_CLIENTS = Number(process.env.BENCH_FLOW_CLIENTS ?? 6);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 20);
@@ -36,10 +37,6 @@ const STEPS: Array<[string, string]> = [
   ['select app_public.complete_session($1)', 'session.completed'],
 ];
 
-const percentile = (xs: number[], p: number) => {
-  const sorted = [...xs].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
-};
 
 async function main(): Promise<void> {
   const scratch = await openScratchDatabase('flow_integrity_bench_feed');

@@ -21,6 +21,7 @@ import { DEVELOPMENT_JWT_SECRET } from '../server/config';
 import { openScratchDatabase } from '../server/db/scratch';
 import { startApiProcess } from './api-process';
 import { localAuthenticatorUrl } from '../server/db/setup';
+import { percentile, median } from './stats';
 
 const CLIENTS = Number(process.env.BENCH_CLIENTS ?? 8);
 const FLOWS_PER_ROUND = Number(process.env.BENCH_FLOWS_PER_ROUND ?? 300);
@@ -122,11 +123,6 @@ async function round(run: () => Promise<void>): Promise<number> {
   return FLOWS_PER_ROUND / (Number(process.hrtime.bigint() - started) / 1e9);
 }
 
-const percentile = (xs: number[], p: number) => {
-  const sorted = [...xs].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
-};
-const median = (xs: number[]) => percentile(xs, 50);
 
 async function main(): Promise<void> {
   const db = await openScratchDatabase('flow_integrity_bench_graphql');

@@ -27,6 +27,7 @@
  */
 import pg from 'pg';
 import { openScratchDatabase } from '../server/db/scratch';
+import { median } from './stats';
 
 const SESSIONS = Number(process.env.BENCH_SESSIONS ?? 100_000);
 const CLIENTS = Number(process.env.BENCH_CLIENTS ?? 4);
@@ -142,7 +143,6 @@ async function round(pool: pg.Pool, side: Side, ids: string[]): Promise<number> 
   return (ids.length * CHANGES_PER_FLOW) / seconds;
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 async function profile(superuserUrl: string): Promise<void> {
   const client = new pg.Client({ connectionString: superuserUrl });

@@ -18,7 +18,7 @@ import { paymentTasks } from './worker/payments';
 import { startDispatcher } from './worker/dispatcher';
 import { outboxTasks } from './worker/outbox';
 import { webhookTasks } from './worker/webhooks';
-import { CHANGES_CHANNEL } from './changes';
+import { CHANGES_CHANNEL, Subscriber } from './changes';
 import { startWorker } from './worker/run';
 
 export interface App {
@@ -93,9 +93,9 @@ export async function startApp(options: AppOptions): Promise<App> {
 
   const provider: PaymentProvider = options.provider
     ?? (config.payments.provider === 'daraja' ? new DarajaClient(config.payments.daraja!) : new MpesaSimulator(config.payments.simulator));
-  const workerDb = new pg.Pool({ connectionString: options.ownerConnectionString, max: 4 });
-  workerDb.on('error', () => {});
-  const worker = config.worker
+  const workerDb = config.worker ? new pg.Pool({ connectionString: options.ownerConnectionString, max: 4 }) : undefined;
+  workerDb?.on('error', () => {});
+  const worker = workerDb
     ? await startWorker({
         ownerConnectionString: options.ownerConnectionString,
         tasks: {
@@ -110,12 +110,11 @@ export async function startApp(options: AppOptions): Promise<App> {
     : undefined;
   // The flow's notifications are listened to for as long as the server runs,
   // so that a new subscription's listener is in place at once.
-  // (PgSubscriber.subscribe returns its iterator at once, and listens from then on.)
-  const subscriber = preset.pgServices[0].pgSubscriber! as unknown as { subscribe(topic: string): AsyncIterableIterator<string> };
+  const subscriber = preset.pgServices[0].pgSubscriber! as unknown as Subscriber;
   const listening = subscriber.subscribe(CHANGES_CHANNEL);
   // (It ends, or throws when the listening connection drops: a subscription's own stream handles that.)
   void (async () => { for await (const _ of listening) { /* kept open */ } })().catch(() => {});
-  const dispatcher = config.worker ? startDispatcher(workerDb, subscriber, config.webhooks.dispatchPollMs) : undefined;
+  const dispatcher = workerDb ? startDispatcher(workerDb, subscriber, config.webhooks.dispatchPollMs) : undefined;
 
   return {
     server,
@@ -138,7 +137,7 @@ export async function startApp(options: AppOptions): Promise<App> {
       await health.end();
       await callback.close();
       await callbackDb.end();
-      await workerDb.end();
+      await workerDb?.end();
     },
   };
 }

@@ -21,8 +21,9 @@ export const CHANGES_CHANNEL = 'flow_changes';
 /** Events are read this many at a time. */
 const PAGE = 200;
 
-interface Subscriber {
-  subscribe(topic: string): AsyncIterableIterator<string> | Promise<AsyncIterableIterator<string>>;
+/** What the server listens with: PostGraphile's PgSubscriber, whose subscribe() listens from the moment it returns. */
+export interface Subscriber {
+  subscribe(topic: string): AsyncIterableIterator<string>;
 }
 
 type WithPgClient = (pgSettings: Record<string, string> | null, callback: (client: { query(q: { text: string; values?: unknown[] }): Promise<{ rows: readonly any[] }> }) => Promise<any>) => Promise<any>;
@@ -53,7 +54,7 @@ export function changeStream(
 
   async function* stream(): AsyncGenerator<Record<string, any>> {
     // Listening before the first read: a change committed meanwhile wakes us.
-    const notifications = await subscriber.subscribe(CHANGES_CHANNEL);
+    const notifications = subscriber.subscribe(CHANGES_CHANNEL);
     let wake: Promise<IteratorResult<string>> | null = null;
     try {
       let cursor: string = after ?? (await query('select app_public.change_feed_now() as cursor', [])).rows[0].cursor;

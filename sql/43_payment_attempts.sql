@@ -150,6 +150,22 @@ as $$
           result ->> 'paymentStatus', result ->> 'sessionStatus', result ->> 'message')::app_public.payment_callback_result;
 $$;
 
+-- A refused callback (conflict, receipt_reused): kept for review, nothing
+-- applied; the result says so.
+create or replace function app_private.refuse_payment_callback(
+  checkout_request_id text, outcome text, fingerprint text, body jsonb, attempt_id uuid, session_id uuid
+)
+returns app_public.payment_callback_result
+language sql
+as $$
+  insert into app_private.payment_callback_conflicts (checkout_request_id, outcome, fingerprint, body)
+  values (refuse_payment_callback.checkout_request_id, refuse_payment_callback.outcome,
+          refuse_payment_callback.fingerprint, refuse_payment_callback.body);
+  select app_private.to_callback_result(
+    app_private.payment_callback_result(refuse_payment_callback.outcome, refuse_payment_callback.attempt_id,
+                                        refuse_payment_callback.session_id), false);
+$$;
+
 -- A callback whose CheckoutRequestID is in the ledger already: the same
 -- content gets the stored result (and is counted); other content is refused
 -- as a conflict and kept for review.
@@ -166,10 +182,8 @@ begin
     where c.id = entry.id;
     return app_private.to_callback_result(entry.result, true);
   end if;
-  insert into app_private.payment_callback_conflicts (checkout_request_id, outcome, fingerprint, body)
-  values (entry.checkout_request_id, 'conflict', repeated_payment_callback.fingerprint, repeated_payment_callback.body);
-  return app_private.to_callback_result(
-    app_private.payment_callback_result('conflict', entry.attempt_id, (entry.result ->> 'sessionId')::uuid), false);
+  return app_private.refuse_payment_callback(entry.checkout_request_id, 'conflict', repeated_payment_callback.fingerprint,
+                                             repeated_payment_callback.body, entry.attempt_id, (entry.result ->> 'sessionId')::uuid);
 end;
 $$;
 
@@ -247,10 +261,9 @@ begin
     where c.mpesa_receipt = receive_payment_callback.mpesa_receipt
       and c.checkout_request_id <> receive_payment_callback.checkout_request_id
   ) then
-    insert into app_private.payment_callback_conflicts (checkout_request_id, outcome, fingerprint, body)
-    values (receive_payment_callback.checkout_request_id, 'receipt_reused', v_fingerprint, receive_payment_callback.body);
     perform app_private.end_step();
-    return app_private.to_callback_result(app_private.payment_callback_result('receipt_reused', v_attempt.id, v_attempt.session_id), false);
+    return app_private.refuse_payment_callback(receive_payment_callback.checkout_request_id, 'receipt_reused', v_fingerprint,
+                                               receive_payment_callback.body, v_attempt.id, v_attempt.session_id);
   end if;
 
   insert into app_private.payment_callbacks (
@@ -270,9 +283,8 @@ begin
     where c.checkout_request_id = receive_payment_callback.checkout_request_id;
     perform app_private.end_step();
     if not found then
-      insert into app_private.payment_callback_conflicts (checkout_request_id, outcome, fingerprint, body)
-      values (receive_payment_callback.checkout_request_id, 'receipt_reused', v_fingerprint, receive_payment_callback.body);
-      return app_private.to_callback_result(app_private.payment_callback_result('receipt_reused', v_attempt.id, v_attempt.session_id), false);
+      return app_private.refuse_payment_callback(receive_payment_callback.checkout_request_id, 'receipt_reused', v_fingerprint,
+                                                 receive_payment_callback.body, v_attempt.id, v_attempt.session_id);
     end if;
     return app_private.repeated_payment_callback(v_entry, v_fingerprint, receive_payment_callback.body);
   end if;
@@ -421,6 +433,23 @@ begin
 end;
 $$;
 
+-- Queues the job that settles an attempt (by asking the provider), to run
+-- after the given wait; one per attempt (the job key): it replaces the one
+-- queued before, or, keeping_earlier, leaves that one's time as it is. Used
+-- by the worker after a push and after "still being processed", and by the
+-- sweep below.
+create or replace function app_private.settle_attempt_later(attempt_id uuid, wait interval, keeping_earlier boolean default false)
+returns void
+language plpgsql
+as $$
+begin
+  perform graphile_worker.add_job('mpesa_settle_attempt', json_build_object('attemptId', settle_attempt_later.attempt_id),
+                                  run_at := now() + settle_attempt_later.wait,
+                                  job_key := 'mpesa_settle_attempt:' || settle_attempt_later.attempt_id,
+                                  job_key_mode := case when settle_attempt_later.keeping_earlier then 'preserve_run_at' else 'replace' end);
+end;
+$$;
+
 -- The sweep: queues a settling job for every open attempt older than
 -- query_after (the job key keeps one per attempt); returns how many.
 create or replace function app_private.queue_payment_settlements(query_after interval)
@@ -430,8 +459,7 @@ as $$
 declare
   v_count integer;
 begin
-  select count(graphile_worker.add_job('mpesa_settle_attempt', json_build_object('attemptId', a.id),
-                                       job_key := 'mpesa_settle_attempt:' || a.id, job_key_mode := 'preserve_run_at'))
+  select count(app_private.settle_attempt_later(a.id, interval '0', keeping_earlier => true))
   into v_count
   from app_public.payment_attempts a
   where a.settled_at is null and a.created_at < now() - queue_payment_settlements.query_after;

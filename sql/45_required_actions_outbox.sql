@@ -127,72 +127,65 @@ $$;
 comment on function app_public.claim_required_actions(text, integer, integer, text[]) is
   E'@resultFieldName requiredActions\nClaims up to max_actions open required actions, oldest first (only those of the given kinds, when given), for lease_seconds: no other consumer gets them meanwhile; one not completed in time returns to the queue. consumer defaults to the caller.';
 
--- The action, locked, held by the consumer; ACTION_NOT_CLAIMED otherwise.
-create or replace function app_private.lock_claimed_action(action_id bigint, consumer text)
+-- Ends a claim the consumer holds (ACTION_NOT_CLAIMED otherwise): the
+-- action completed with its result, or released to the queue. The one body
+-- of complete_required_action and release_required_action.
+create or replace function app_private.end_claim(step text, action_id bigint, consumer text, to_status text, result jsonb)
 returns app_public.required_actions
 language plpgsql
 as $$
 declare
+  v_consumer text := app_private.action_consumer(end_claim.consumer);
   v_action app_public.required_actions;
 begin
-  select * into v_action from app_public.required_actions a where a.id = lock_claimed_action.action_id for update;
+  perform app_private.begin_step(end_claim.step);
+  perform app_private.authorize(end_claim.step, null);
+  select * into v_action from app_public.required_actions a where a.id = end_claim.action_id for update;
   if not found then
-    perform app_private.raise_error('NOT_FOUND', format('Required action not found: %s', lock_claimed_action.action_id),
-                                    jsonb_build_object('entity', 'required_action', 'id', lock_claimed_action.action_id));
+    perform app_private.raise_error('NOT_FOUND', format('Required action not found: %s', end_claim.action_id),
+                                    jsonb_build_object('entity', 'required_action', 'id', end_claim.action_id));
   end if;
-  if v_action.status <> 'claimed' or v_action.claimed_by <> lock_claimed_action.consumer then
+  if v_action.status <> 'claimed' or v_action.claimed_by <> v_consumer then
     perform app_private.raise_error('ACTION_NOT_CLAIMED',
-      format('Required action %s is not claimed by %s: %s', v_action.id, lock_claimed_action.consumer,
+      format('Required action %s is not claimed by %s: %s', v_action.id, v_consumer,
              case v_action.status when 'claimed' then 'claimed by ' || v_action.claimed_by else v_action.status end),
       jsonb_build_object('entity', 'required_action', 'id', v_action.id, 'status', v_action.status));
   end if;
-  return v_action;
-end;
-$$;
-
-create or replace function app_public.complete_required_action(action_id bigint, result jsonb default null, consumer text default null)
-returns app_public.required_actions
-language plpgsql
-volatile
-security definer
-set search_path = pg_catalog, pg_temp
-as $$
-declare
-  v_action app_public.required_actions;
-begin
-  perform app_private.begin_step('complete_required_action');
-  perform app_private.authorize('complete_required_action', null);
-  v_action := app_private.lock_claimed_action(complete_required_action.action_id, app_private.action_consumer(complete_required_action.consumer));
   update app_public.required_actions a
-  set status = 'completed', completed_at = now(), result = complete_required_action.result, claimed_by = null, claim_expires_at = null
+  set status = end_claim.to_status, claimed_by = null, claim_expires_at = null,
+      completed_at = case when end_claim.to_status = 'completed' then now() end,
+      result = case when end_claim.to_status = 'completed' then end_claim.result end
   where a.id = v_action.id
   returning * into v_action;
   perform app_private.end_step();
   return v_action;
 end;
+$$;
+
+drop function if exists app_private.lock_claimed_action(bigint, text); -- (now in end_claim)
+
+create or replace function app_public.complete_required_action(action_id bigint, result jsonb default null, consumer text default null)
+returns app_public.required_actions
+language sql
+volatile
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+  select app_private.end_claim('complete_required_action', complete_required_action.action_id,
+                               complete_required_action.consumer, 'completed', complete_required_action.result);
 $$;
 comment on function app_public.complete_required_action(bigint, jsonb, text) is
   E'@resultFieldName requiredAction\nCompletes a required action the consumer holds a claim on, with its result. ACTION_NOT_CLAIMED when the consumer does not hold it (its claim expired and another took it, say).';
 
 create or replace function app_public.release_required_action(action_id bigint, consumer text default null)
 returns app_public.required_actions
-language plpgsql
+language sql
 volatile
 security definer
 set search_path = pg_catalog, pg_temp
 as $$
-declare
-  v_action app_public.required_actions;
-begin
-  perform app_private.begin_step('release_required_action');
-  perform app_private.authorize('release_required_action', null);
-  v_action := app_private.lock_claimed_action(release_required_action.action_id, app_private.action_consumer(release_required_action.consumer));
-  update app_public.required_actions a set status = 'open', claimed_by = null, claim_expires_at = null
-  where a.id = v_action.id
-  returning * into v_action;
-  perform app_private.end_step();
-  return v_action;
-end;
+  select app_private.end_claim('release_required_action', release_required_action.action_id,
+                               release_required_action.consumer, 'open', null);
 $$;
 comment on function app_public.release_required_action(bigint, text) is
   E'@resultFieldName requiredAction\nGives a claimed required action back to the queue, for another consumer.';

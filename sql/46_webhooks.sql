@@ -65,6 +65,18 @@ end;
 $$;
 comment on function app_public.unregister_webhook(uuid) is 'Stops a webhook''s deliveries (those under way finish).';
 
+-- Queues a delivery's job (one per delivery: the job key), at run_at.
+create or replace function app_private.deliver_webhook_later(delivery_id bigint, run_at timestamptz default now())
+returns void
+language plpgsql
+as $$
+begin
+  perform graphile_worker.add_job('webhook_deliver', json_build_object('deliveryId', deliver_webhook_later.delivery_id),
+                                  run_at := deliver_webhook_later.run_at,
+                                  job_key := 'webhook_deliver:' || deliver_webhook_later.delivery_id);
+end;
+$$;
+
 -- Moves every active webhook's cursor on by up to max_events, queueing a
 -- delivery job for each matching event; returns how many events it read.
 -- Run as the schema owner (it reads every session's changes). Concurrent
@@ -97,8 +109,7 @@ begin
       on conflict (webhook_id, event_id) do nothing
       returning id into v_delivery;
       if v_delivery is not null then
-        perform graphile_worker.add_job('webhook_deliver', json_build_object('deliveryId', v_delivery),
-                                        job_key := 'webhook_deliver:' || v_delivery);
+        perform app_private.deliver_webhook_later(v_delivery);
       end if;
     end loop;
     update app_private.webhooks w set cursor = v_page.cursor where w.id = v_hook.id;
@@ -107,24 +118,31 @@ begin
 end;
 $$;
 
--- Records one attempt to deliver; the delivery is delivered, or failed when
--- it was the last attempt.
+-- Records one attempt to deliver: delivered; or not, and tried again at
+-- retry_at (its job queued here, under the delivery's job key); or, without
+-- retry_at, failed for good.
+drop function if exists app_private.record_webhook_attempt(bigint, integer, timestamptz, integer, integer, text, boolean, boolean);
 create or replace function app_private.record_webhook_attempt(
   delivery_id bigint, attempt_no integer, started_at timestamptz, duration_ms integer,
-  status_code integer, error text, delivered boolean, last_attempt boolean
+  status_code integer, error text, delivered boolean, retry_at timestamptz
 )
 returns void
-language sql
+language plpgsql
 as $$
+begin
   insert into app_private.webhook_attempts (delivery_id, attempt_no, started_at, duration_ms, status_code, error)
   values (record_webhook_attempt.delivery_id, record_webhook_attempt.attempt_no, record_webhook_attempt.started_at,
           record_webhook_attempt.duration_ms, record_webhook_attempt.status_code, record_webhook_attempt.error);
   update app_private.webhook_deliveries d
   set attempts = record_webhook_attempt.attempt_no,
       status = case when record_webhook_attempt.delivered then 'delivered'
-                    when record_webhook_attempt.last_attempt then 'failed' else 'pending' end,
+                    when record_webhook_attempt.retry_at is null then 'failed' else 'pending' end,
       delivered_at = case when record_webhook_attempt.delivered then now() end
   where d.id = record_webhook_attempt.delivery_id;
+  if not record_webhook_attempt.delivered and record_webhook_attempt.retry_at is not null then
+    perform app_private.deliver_webhook_later(record_webhook_attempt.delivery_id, record_webhook_attempt.retry_at);
+  end if;
+end;
 $$;
 
 -- What the server's dispatcher runs when the flow changes: the STK pushes

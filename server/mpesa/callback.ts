@@ -7,7 +7,8 @@
  * one transaction, as the payment provider's role.
  *   200 {"ResultCode":0,"ResultDesc":"Accepted"}  recorded (applied or not: see the README)
  *   409 {"ResultCode":1,...}                       refused: conflicts with an earlier callback
- *   400 / 405 / 413 / 415                          not a callback; nothing changed
+ *   400 / 405 / 413 / 415                          not a callback (400 also when the database
+ *                                                  refuses a field: INVALID_ARGUMENT); nothing changed
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -33,9 +34,8 @@ export function readCallback(body: unknown): CallbackFields {
   const callback = (body as any)?.Body?.stkCallback;
   if (!isObject(body) || !isObject((body as any).Body) || !isObject(callback)) throw new InvalidCallback('Body.stkCallback must be an object');
   const { CheckoutRequestID, MerchantRequestID, ResultCode, ResultDesc, CallbackMetadata } = callback as Record<string, unknown>;
-  if (typeof CheckoutRequestID !== 'string' || !/^[\x21-\x7e]{1,128}$/.test(CheckoutRequestID)) {
-    throw new InvalidCallback('Body.stkCallback.CheckoutRequestID must be a string of 1 to 128 visible characters');
-  }
+  // (What a CheckoutRequestID may contain is the database's to say: INVALID_ARGUMENT.)
+  if (typeof CheckoutRequestID !== 'string') throw new InvalidCallback('Body.stkCallback.CheckoutRequestID must be a string');
   if (MerchantRequestID !== undefined && typeof MerchantRequestID !== 'string') throw new InvalidCallback('Body.stkCallback.MerchantRequestID must be a string');
   if (typeof ResultCode !== 'number' || !Number.isSafeInteger(ResultCode)) throw new InvalidCallback('Body.stkCallback.ResultCode must be an integer');
   if (ResultDesc !== undefined && typeof ResultDesc !== 'string') throw new InvalidCallback('Body.stkCallback.ResultDesc must be a string');
@@ -64,6 +64,15 @@ export function readCallback(body: unknown): CallbackFields {
     phone: text('PhoneNumber'),
     transactionDate: text('TransactionDate'),
   };
+}
+
+/** The database refused the callback's content (app_private.raise_error's JSON detail). */
+function isInvalidArgument(err: unknown): err is Error {
+  try {
+    return JSON.parse((err as { detail?: string }).detail ?? '').code === 'INVALID_ARGUMENT';
+  } catch {
+    return false;
+  }
 }
 
 function isObject(value: unknown): value is Record<string, any> {
@@ -223,6 +232,10 @@ export function makeCallbackEndpoint({ db, secret, maxBytes }: CallbackEndpointO
           ? answer(res, 200, { ResultCode: 0, ResultDesc: 'Accepted' })
           : answer(res, 409, { ResultCode: 1, ResultDesc: `Rejected (${result.outcome}): ${result.message}` }),
         (err) => {
+          if (isInvalidArgument(err)) {
+            answer(res, 400, { ResultCode: 1, ResultDesc: `Invalid callback: ${err.message}` });
+            return;
+          }
           console.error(`M-Pesa callback ${fields.checkoutRequestId}: ${err?.message ?? err}`);
           answer(res, 500, { ResultCode: 1, ResultDesc: 'Temporarily unavailable: deliver again later' });
         },

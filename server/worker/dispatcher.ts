@@ -6,13 +6,9 @@
  * several processes may run it (the rows it takes are locked, skip locked).
  */
 import pg from 'pg';
-import { CHANGES_CHANNEL } from '../changes';
+import { CHANGES_CHANNEL, Subscriber } from '../changes';
 
 const BATCH = 500;
-
-interface Subscriber {
-  subscribe(topic: string): AsyncIterableIterator<string>;
-}
 
 export function startDispatcher(db: pg.Pool, subscriber: Subscriber, pollMs = 5000): { stop(): Promise<void> } {
   let running: Promise<void> | null = null;

@@ -5,22 +5,12 @@
  */
 import type { TaskList } from 'graphile-worker';
 import pg from 'pg';
+import { asActor } from './transaction';
 
 export function outboxTasks(db: pg.Pool): TaskList {
   return {
     async outbox_sweep() {
-      const client = await db.connect();
-      try {
-        await client.query('begin');
-        await client.query(`select set_config('flow.actor', 'outbox-sweep', true)`);
-        await client.query('select app_private.release_expired_claims()');
-        await client.query('commit');
-      } catch (err) {
-        await client.query('rollback').catch(() => {});
-        throw err;
-      } finally {
-        client.release();
-      }
+      await asActor(db, 'outbox-sweep', 'select app_private.release_expired_claims()');
     },
   };
 }

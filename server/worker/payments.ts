@@ -13,12 +13,13 @@
  *                         mpesa_settle_attempt for any open attempt that has
  *                         none (after a crash, say).
  * Each database call is one transaction as the schema owner, in the name of
- * the provider; what it does is decided in SQL.
+ * the provider (asActor); what it does is decided in SQL.
  */
-import type { JobHelpers, TaskList } from 'graphile-worker';
+import type { TaskList } from 'graphile-worker';
 import pg from 'pg';
 import type { PaymentProvider } from '../mpesa/provider';
 import { PushRefused } from '../mpesa/provider';
+import { asActor } from './transaction';
 
 export interface PaymentJobsConfig {
   provider: PaymentProvider;
@@ -39,23 +40,6 @@ interface OpenAttempt {
   age_seconds: number;
 }
 
-/** Runs one SQL function in a transaction, signed as actor in the audit log. */
-async function call<T>(db: pg.Pool, actor: string, sql: string, params: unknown[]): Promise<T> {
-  const client = await db.connect();
-  try {
-    await client.query('begin');
-    await client.query(`select set_config('flow.actor', $1, true)`, [actor]);
-    const { rows } = await client.query(sql, params);
-    await client.query('commit');
-    return rows[0]?.result as T;
-  } catch (err) {
-    await client.query('rollback').catch(() => {});
-    throw err;
-  } finally {
-    client.release();
-  }
-}
-
 export function paymentTasks(db: pg.Pool, config: PaymentJobsConfig): TaskList {
   const actor = config.provider.name === 'simulator' ? 'mpesa-simulator' : 'mpesa';
   const attempt = async (id: string): Promise<OpenAttempt | undefined> =>
@@ -64,14 +48,13 @@ export function paymentTasks(db: pg.Pool, config: PaymentJobsConfig): TaskList {
               extract(epoch from now() - created_at)::float8 as age_seconds
        from app_public.payment_attempts where id = $1`, [id])).rows[0];
   const settle = (id: string, resultCode: number | null, resultDesc: string, source: 'push' | 'query' | 'timeout') =>
-    call<string>(db, source === 'timeout' ? 'payment-sweep' : actor,
+    asActor<string>(db, source === 'timeout' ? 'payment-sweep' : actor,
       'select app_private.settle_payment_attempt($1, $2, $3, $4) as result', [id, resultCode, resultDesc, source]);
-  const checkLater = (helpers: JobHelpers, id: string, seconds: number) =>
-    helpers.addJob('mpesa_settle_attempt', { attemptId: id },
-      { runAt: new Date(Date.now() + seconds * 1000), jobKey: `mpesa_settle_attempt:${id}` });
+  const checkLater = (id: string, seconds: number) =>
+    db.query('select app_private.settle_attempt_later($1, make_interval(secs => $2))', [id, seconds]);
 
   return {
-    async mpesa_stk_push(payload, helpers) {
+    async mpesa_stk_push(payload) {
       const { attemptId } = payload as { attemptId: string };
       const a = await attempt(attemptId);
       // Settled already (the payment was cancelled meanwhile): no prompt.
@@ -89,9 +72,9 @@ export function paymentTasks(db: pg.Pool, config: PaymentJobsConfig): TaskList {
         }
         throw err; // transient: graphile-worker tries again, with backoff
       }
-      await call(db, actor, 'select app_private.record_stk_push($1, $2, $3) as result',
+      await asActor(db, actor, 'select app_private.record_stk_push($1, $2, $3) as result',
         [attemptId, accepted.merchantRequestId, accepted.checkoutRequestId]);
-      await checkLater(helpers, attemptId, config.queryAfterSeconds);
+      await checkLater(attemptId, config.queryAfterSeconds);
     },
 
     async mpesa_settle_attempt(payload, helpers) {
@@ -119,7 +102,7 @@ export function paymentTasks(db: pg.Pool, config: PaymentJobsConfig): TaskList {
       }
       // Asked again later; the last time at the bound.
       const wait = Math.min(config.queryAfterSeconds, config.giveUpAfterSeconds - a.age_seconds);
-      await checkLater(helpers, attemptId, Math.max(wait, 0.1));
+      await checkLater(attemptId, Math.max(wait, 0.1));
     },
 
     async mpesa_sweep() {

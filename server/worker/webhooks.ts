@@ -26,7 +26,7 @@ export function webhookSignature(secret: string, timestamp: string, body: string
 
 export function webhookTasks(db: pg.Pool, config: WebhookConfig): TaskList {
   return {
-    async webhook_deliver(payload, helpers) {
+    async webhook_deliver(payload) {
       const { deliveryId } = payload as { deliveryId: number };
       const { rows: [d] } = await db.query(
         `select d.id, d.status, d.attempts, d.event, w.id as webhook_id, w.url, w.secret
@@ -63,13 +63,12 @@ export function webhookTasks(db: pg.Pool, config: WebhookConfig): TaskList {
       }
       const delivered = status !== null && status >= 200 && status < 300;
       if (!delivered && error === null) error = `HTTP ${status}`;
-      const last = !delivered && attemptNo >= config.maxAttempts;
+      // Tried again later (doubling waits), unless that was the last attempt.
+      const retryAt = delivered || attemptNo >= config.maxAttempts
+        ? null
+        : new Date(Date.now() + Math.min(config.retryBaseMs * 2 ** (attemptNo - 1), config.retryMaxMs));
       await db.query('select app_private.record_webhook_attempt($1, $2, $3, $4, $5, $6, $7, $8)',
-        [d.id, attemptNo, started, Date.now() - started.getTime(), status, error, delivered, last]);
-      if (!delivered && !last) {
-        const wait = Math.min(config.retryBaseMs * 2 ** (attemptNo - 1), config.retryMaxMs);
-        await helpers.addJob('webhook_deliver', { deliveryId: d.id }, { runAt: new Date(Date.now() + wait), jobKey: `webhook_deliver:${d.id}` });
-      }
+        [d.id, attemptNo, started, Date.now() - started.getTime(), status, error, delivered, retryAt]);
     },
   };
 }

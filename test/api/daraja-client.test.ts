@@ -8,7 +8,7 @@ import { DarajaClient, DarajaError, darajaPassword, darajaTimestamp } from '../.
 import { PushRefused } from '../../server/mpesa/provider';
 import { startTestApp } from '../helpers/api';
 import { DARAJA_TEST, FakeDaraja, startFakeDaraja } from '../helpers/daraja-server';
-import { pool, statuses } from '../helpers/db';
+import { pool, requestSession, statuses } from '../helpers/db';
 
 let daraja: FakeDaraja;
 let client: DarajaClient;
@@ -87,8 +87,7 @@ test('end to end through the Daraja client: push accepted, the callback posted t
   const db = pool('superuser', 2);
   try {
     daraja.simulator.setDefault({ deliveries: 2, delayMs: 20 });
-    const { rows: [s] } = await db.query(
-      `select id from app_public.request_session(gen_random_uuid(), gen_random_uuid(), now() + interval '1 day', 50, 2500, '0708374149')`);
+    const s = { id: await requestSession(db) };
     await db.query('select app_public.approve_session($1)', [s.id]);
     await db.query('select app_public.initiate_payment($1)', [s.id]);
     const { rows: [a] } = await db.query('select id, phone, amount_kes from app_public.payment_attempts where session_id = $1', [s.id]);

@@ -12,7 +12,7 @@ import { createServer, IncomingMessage, Server } from 'node:http';
 import pg from 'pg';
 import type { App } from '../../server/app';
 import { gql, startTestApp, user } from '../helpers/api';
-import { asDbError } from '../helpers/db';
+import { asDbError, requestSession } from '../helpers/db';
 import { ownDatabase } from '../helpers/payments';
 
 let app: App;
@@ -36,8 +36,7 @@ afterAll(async () => {
 
 /** A session whose payment failed: it raises ALERT_CLIENT_RETRY. Returns the session id. */
 async function failedPayment(): Promise<string> {
-  const { rows: [s] } = await db.query(
-    `select id from app_public.request_session(gen_random_uuid(), gen_random_uuid(), now() + interval '1 day', 50, 2500, '254708374149')`);
+  const s = { id: await requestSession(db) };
   await db.query('select app_public.approve_session($1)', [s.id]);
   await db.query('select app_public.initiate_payment($1)', [s.id]);
   await db.query(`select app_private.settle_payment_attempt((select id from app_public.payment_attempts where session_id = $1), 1032, 'cancelled', 'query')`, [s.id]);
@@ -227,8 +226,7 @@ describe('webhooks', () => {
     behaviours.set('/hooks/never', ['fail', 'fail', 'fail', 'fail', 'fail', 'fail']);
     const reg = await gql(app, user('admin'), REGISTER, { url: `${receiverUrl}/hooks/never`, types: ['session.cancelled'] });
     const hook = reg.data!.registerWebhook.webhook;
-    const { rows: [s] } = await db.query(
-      `select id from app_public.request_session(gen_random_uuid(), gen_random_uuid(), now() + interval '1 day', 50, 2500, '254708374149')`);
+    const s = { id: await requestSession(db) };
     await db.query('select app_public.cancel_session($1)', [s.id]);
     const deadline = Date.now() + 15_000;
     let d: any;

@@ -89,6 +89,7 @@ test('anything that is not a callback is refused with a clear 4xx, and changes n
     ['no Body', post('{}'), 400, /Body.stkCallback must be an object/],
     ['an array', post('[1,2]'), 400, /Body.stkCallback must be an object/],
     ['no CheckoutRequestID', post(JSON.stringify({ Body: { stkCallback: { ResultCode: 0 } } })), 400, /CheckoutRequestID/],
+    ['CheckoutRequestID with a space (the database refuses it)', post(JSON.stringify({ Body: { stkCallback: { ...good.Body.stkCallback, CheckoutRequestID: 'ws CO' } } })), 400, /Invalid argument checkout_request_id/],
     ['ResultCode as text', post(withCode('0')), 400, /ResultCode must be an integer/],
     ['ResultCode 1.5', post(withCode(1.5)), 400, /ResultCode must be an integer/],
     ['Item not a list', post(JSON.stringify({ Body: { stkCallback: { ...good.Body.stkCallback, CallbackMetadata: { Item: {} } } } })), 400, /Item must be an array/],

@@ -6,7 +6,7 @@
  * rolled-back transaction; the concurrent ones are in payment-concurrency.
  */
 import pg from 'pg';
-import { asDbError, pool, rolledBack, statuses } from '../helpers/db';
+import { asDbError, pool, requestSession, rolledBack, statuses } from '../helpers/db';
 import { callbackJson, checkoutId, receive, receiptNumber, waitingPayment } from '../helpers/payments';
 
 let db: pg.Pool;
@@ -25,8 +25,7 @@ const ledger = async (c: pg.ClientBase, checkout: string) =>
 describe('attempts', () => {
   test('initiating a payment opens an attempt, whose STK push the dispatcher queues once; a retry opens another and keeps the first', async () => {
     await rolledBack(db, async (c) => {
-      const { rows: [s] } = await c.query(
-        `select id from app_public.request_session(gen_random_uuid(), gen_random_uuid(), now() + interval '1 day', 50, 2500, '0708374149')`);
+      const s = { id: await requestSession(c) };
       await c.query('select app_public.approve_session($1)', [s.id]);
       await c.query('select app_public.initiate_payment($1)', [s.id]);
       const { rows: [waiting] } = await c.query(`select id, status, push_queued_at from app_public.payment_attempts where session_id = $1`, [s.id]);
@@ -142,8 +141,7 @@ describe('a callback', () => {
       expect(await auditCount(c)).toBe(audited);
       expect(await ledger(c, early)).toMatchObject({ outcome: 'unknown_checkout', attempt_id: null });
       // The push's answer is recorded after its callback arrived:
-      const { rows: [s] } = await c.query(
-        `select id from app_public.request_session(gen_random_uuid(), gen_random_uuid(), now() + interval '1 day', 50, 2500, '0708374149')`);
+      const s = { id: await requestSession(c) };
       await c.query('select app_public.approve_session($1)', [s.id]);
       await c.query('select app_public.initiate_payment($1)', [s.id]);
       const { rows: [a] } = await c.query('select id from app_public.payment_attempts where session_id = $1', [s.id]);

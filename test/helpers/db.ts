@@ -106,7 +106,7 @@ export async function insertFlow(client: pg.ClientBase, formKeys: string[] = [])
 }
 
 /** Creates a flow through the request_session flow step. */
-export async function requestSession(client: pg.ClientBase, formKeys: string[] = []): Promise<string> {
+export async function requestSession(client: pg.ClientBase | pg.Pool, formKeys: string[] = []): Promise<string> {
   const { rows } = await client.query(
     `select id from app_public.request_session($1, $2, now() + interval '1 day', 50, 2500, '254708374149', $3)`,
     [randomUUID(), randomUUID(), formKeys],

@@ -4,12 +4,12 @@
  * ../shared/samples/mpesa, verbatim), and a callback received as the
  * payment provider.
  */
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { CallbackFields, readCallback } from '../../server/mpesa/callback';
-import { connectionString } from './db';
-import { dropDatabase, ensureDatabase, withDatabase } from '../../server/db/setup';
-import { migrateDatabase } from '../../server/db/migrate';
+import { connectionString, requestSession } from './db';
+import { openScratchDatabase } from '../../server/db/scratch';
+import { withDatabase } from '../../server/db/setup';
 
 /** ../shared/samples/mpesa/stk-callback-success.json */
 export const SAMPLE_SUCCESS = `{"Body":{"stkCallback":{"MerchantRequestID":"29115-34620561-1","CheckoutRequestID":"ws_CO_191220191020363925","ResultCode":0,"ResultDesc":"The service request is processed successfully.","CallbackMetadata":{"Item":[{"Name":"Amount","Value":1.00},{"Name":"MpesaReceiptNumber","Value":"NLJ7RT61SV"},{"Name":"TransactionDate","Value":20191219102115},{"Name":"PhoneNumber","Value":254708374149}]}}}}`;
@@ -52,16 +52,14 @@ export interface WaitingPayment {
  * the schema owner.
  */
 export async function waitingPayment(client: pg.ClientBase, formKeys: string[] = []): Promise<WaitingPayment> {
-  const { rows: [s] } = await client.query(
-    `select id from app_public.request_session($1, $2, now() + interval '1 day', 50, 2500, '254708374149', $3)`,
-    [randomUUID(), randomUUID(), formKeys]);
-  await client.query('select app_public.approve_session($1)', [s.id]);
-  await client.query('select app_public.initiate_payment($1)', [s.id]);
+  const sessionId = await requestSession(client, formKeys);
+  await client.query('select app_public.approve_session($1)', [sessionId]);
+  await client.query('select app_public.initiate_payment($1)', [sessionId]);
   const { rows: [a] } = await client.query(
-    `select id from app_public.payment_attempts where session_id = $1 and settled_at is null`, [s.id]);
+    `select id from app_public.payment_attempts where session_id = $1 and settled_at is null`, [sessionId]);
   const checkout = checkoutId();
   await client.query(`select app_private.record_stk_push($1, 'm-1', $2)`, [a.id, checkout]);
-  return { sessionId: s.id, attemptId: a.id, checkoutId: checkout };
+  return { sessionId, attemptId: a.id, checkoutId: checkout };
 }
 
 export interface Received {
@@ -89,13 +87,8 @@ export async function receive(client: pg.ClientBase, body: unknown): Promise<Rec
 /**
  * A database of its own on the test server, fresh and migrated: for tests
  * that run graphile-worker, which must not pick up the jobs the other test
- * files queue in the shared one. Returns the owner's connection string.
+ * files queue in the shared one.
  */
 export async function ownDatabase(name: string): Promise<{ ownerUrl: string; superuserUrl: string }> {
-  const superuser = connectionString('superuser');
-  const rootUrl = withDatabase(superuser, 'postgres');
-  await dropDatabase(rootUrl, name);
-  const ownerUrl = await ensureDatabase(rootUrl, name);
-  await migrateDatabase(ownerUrl, rootUrl, { includeCurrent: true });
-  return { ownerUrl, superuserUrl: withDatabase(superuser, name) };
+  return openScratchDatabase(name, { rootUrl: withDatabase(connectionString('superuser'), 'postgres') });
 }
